@@ -1,0 +1,49 @@
+# micboard: `make demo` runs the product on its embedded default, `make test` runs every test.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PORT   ?= 8000
+HOST   ?= 127.0.0.1
+
+.PHONY: demo test lint chromium migrate clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: $(VENV)/bin/python pyproject.toml
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+migrate: $(VENV)/.runtime
+	$(PY) manage.py migrate --verbosity 0
+
+## demo: simulated receivers + poller + board on http://$(HOST):$(PORT) (Ctrl-C stops all)
+demo: migrate
+	$(PY) manage.py seed_demo
+	$(PY) manage.py rundemo --host $(HOST) --port $(PORT)
+
+## chromium: the system browser the end-to-end tests drive (never a downloaded one)
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing Debian's chromium for the end-to-end tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "The end-to-end tests need /usr/bin/chromium: install your distribution's 'chromium' package" >&2; \
+		exit 1; \
+	fi
+
+## test: the whole suite, end-to-end tests in Chromium included
+test: $(VENV)/.dev chromium
+	$(PY) -m pytest
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

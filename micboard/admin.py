@@ -1,0 +1,335 @@
+"""Django admin for setup: receivers, channels, performers, groups, link health.
+
+Actions call the services; nothing here talks to a device (a "poll now" asks
+the poller to read the receiver in its next cycle).
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count, Min, Q
+from django.utils.html import format_html
+
+from micboard.exceptions import DiscoveryError
+from micboard.models import (
+    Assignment,
+    AuditEntry,
+    Channel,
+    DiscoveryTask,
+    Group,
+    GroupSlot,
+    Location,
+    Manufacturer,
+    Performer,
+    RealTimeConnection,
+    Receiver,
+    Transmitter,
+)
+from micboard.services import (
+    AssignmentService,
+    ConnectionHealthService,
+    DeviceService,
+    DiscoveryService,
+    ManufacturerService,
+)
+from micboard.services.board import BoardService
+
+ONLINE_COLOURS = {True: "#1a7f37", False: "#b42318"}
+
+
+def _badge(colour: str, text: str):
+    return format_html(
+        '<span style="background:{};color:#fff;padding:1px 8px;border-radius:8px;font-weight:600">{}</span>',
+        colour,
+        text,
+    )
+
+
+def _battery_colour(bars: int | None) -> str:
+    if bars is None:
+        return "#667085"
+    if bars >= 4:
+        return "#1a7f37"
+    if bars == 3:
+        return "#b54708"
+    return "#b42318"
+
+
+@admin.register(Manufacturer)
+class ManufacturerAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "receiver_count"]
+    prepopulated_fields = {"slug": ["name"]}
+    actions = ["sync_devices"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(n_receivers=Count("receivers"))
+
+    @admin.display(description="Receivers", ordering="n_receivers")
+    def receiver_count(self, obj):
+        return obj.n_receivers
+
+    @admin.action(description="Sync devices (channels, then poll now)")
+    def sync_devices(self, request, queryset):
+        count = ManufacturerService.sync_devices(manufacturers=queryset)
+        self.message_user(request, f"Synced {count} receiver(s); they are polled in the next cycle.")
+
+
+@admin.register(Location)
+class LocationAdmin(admin.ModelAdmin):
+    list_display = ["name", "description"]
+    search_fields = ["name"]
+
+
+class ChannelInline(admin.TabularInline):
+    model = Channel
+    extra = 0
+    can_delete = False
+    fields = ["number", "name", "frequency_khz", "status"]
+    readonly_fields = ["number", "name", "frequency_khz", "status"]
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False  # channels follow the receiver's model
+
+
+@admin.register(Receiver)
+class ReceiverAdmin(admin.ModelAdmin):
+    list_display = ["name", "model", "address", "location", "active", "online_status", "lowest_battery", "last_seen"]
+    list_filter = ["active", "online", "manufacturer", "model", "location"]
+    search_fields = ["name", "host", "device_id"]
+    readonly_fields = ["online", "last_seen", "firmware", "device_id", "rf_band"]
+    fields = [
+        "name", "manufacturer", "model", "driver", "host", "port", "location", "active",
+        "online", "last_seen", "firmware", "device_id", "rf_band",
+    ]
+    inlines = [ChannelInline]
+    actions = ["poll_now", "mark_inactive", "mark_active"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("location", "connection")
+            .annotate(
+                min_bars=Min("channels__transmitter__battery_bars", filter=Q(channels__transmitter__present=True))
+            )
+        )
+
+    @admin.display(description="Address")
+    def address(self, obj):
+        return obj.address
+
+    @admin.display(description="Status", ordering="online")
+    def online_status(self, obj):
+        if not obj.active:
+            return _badge("#667085", "inactive")
+        if obj.online:
+            return _badge(ONLINE_COLOURS[True], "online")
+        connection = getattr(obj, "connection", None)
+        text = "offline" if connection and connection.consecutive_failures else "not polled"
+        return _badge(ONLINE_COLOURS[False], text)
+
+    @admin.display(description="Lowest battery", ordering="min_bars")
+    def lowest_battery(self, obj):
+        if obj.min_bars is None:
+            return _badge("#667085", "—")
+        return _badge(_battery_colour(obj.min_bars), f"{obj.min_bars}/5")
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        DeviceService.sync_channels(receiver=obj)
+        DeviceService.request_poll(receivers=[obj])
+
+    @admin.action(description="Poll now")
+    def poll_now(self, request, queryset):
+        count = DeviceService.request_poll(receivers=queryset)
+        self.message_user(request, f"{count} receiver(s) are polled in the next cycle.")
+
+    @admin.action(description="Mark inactive (stop polling)")
+    def mark_inactive(self, request, queryset):
+        count = DeviceService.set_active(receivers=queryset, active=False)
+        BoardService.bump_version()
+        self.message_user(request, f"{count} receiver(s) no longer polled.")
+
+    @admin.action(description="Mark active (poll again)")
+    def mark_active(self, request, queryset):
+        count = DeviceService.set_active(receivers=queryset, active=True)
+        DeviceService.request_poll(receivers=queryset)
+        BoardService.bump_version()
+        self.message_user(request, f"{count} receiver(s) polled again.")
+
+
+class TransmitterInline(admin.StackedInline):
+    model = Transmitter
+    can_delete = False
+    readonly_fields = [f.name for f in Transmitter._meta.fields if f.name not in ("id", "channel")]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class AssignmentInline(admin.TabularInline):
+    model = Assignment
+    extra = 0
+    autocomplete_fields = ["performer"]
+
+
+@admin.register(Channel)
+class ChannelAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "receiver", "number", "name", "frequency", "status", "battery"]
+    list_filter = ["status", "receiver"]
+    search_fields = ["name", "receiver__name", "assignment__performer__name"]
+    readonly_fields = ["receiver", "number", "name", "frequency_khz", "group_channel", "status", "status_changed_at"]
+    inlines = [AssignmentInline, TransmitterInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("receiver", "transmitter")
+
+    def has_add_permission(self, request):
+        return False  # channels are created with their receiver
+
+    @admin.display(description="MHz", ordering="frequency_khz")
+    def frequency(self, obj):
+        return obj.frequency_mhz
+
+    @admin.display(description="Battery")
+    def battery(self, obj):
+        tx = getattr(obj, "transmitter", None)
+        bars = tx.battery_bars if tx and tx.present else None
+        return _badge(_battery_colour(bars), f"{bars}/5" if bars is not None else "—")
+
+
+@admin.register(Performer)
+class PerformerAdmin(admin.ModelAdmin):
+    list_display = ["name", "notes"]
+    search_fields = ["name"]
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ["performer", "channel", "priority", "alerts_enabled", "responsible"]
+    list_filter = ["alerts_enabled", "priority"]
+    list_select_related = ["performer", "channel__receiver", "responsible"]
+    autocomplete_fields = ["performer"]
+    search_fields = ["performer__name", "channel__name"]
+    actions = ["enable_alerts", "disable_alerts"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        # The form already rejected a taken channel (unique); the service re-checks under a transaction.
+        assignment = AssignmentService.assign(
+            channel=obj.channel, performer=obj.performer, alerts_enabled=obj.alerts_enabled,
+            priority=obj.priority, responsible=obj.responsible,
+        )
+        obj.pk = assignment.pk
+
+    @admin.action(description="Enable alerts")
+    def enable_alerts(self, request, queryset):
+        count = AssignmentService.set_alerts(assignments=queryset, enabled=True)
+        self.message_user(request, f"Alerts enabled on {count} assignment(s).")
+
+    @admin.action(description="Disable alerts")
+    def disable_alerts(self, request, queryset):
+        count = AssignmentService.set_alerts(assignments=queryset, enabled=False)
+        self.message_user(request, f"Alerts disabled on {count} assignment(s).")
+
+
+class GroupSlotInline(admin.TabularInline):
+    model = GroupSlot
+    extra = 4
+    ordering = ["position"]
+    fields = ["position", "channel"]
+    autocomplete_fields = ["channel"]
+    verbose_name = "tile"
+    verbose_name_plural = "tiles (leave the channel empty for a BLANK spacer)"
+
+
+@admin.register(Group)
+class GroupAdmin(admin.ModelAdmin):
+    list_display = ["name", "position", "tile_count"]
+    list_editable = ["position"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [GroupSlotInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(n_slots=Count("slots"))
+
+    @admin.display(description="Tiles", ordering="n_slots")
+    def tile_count(self, obj):
+        return obj.n_slots
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        BoardService.bump_version()
+
+
+@admin.register(RealTimeConnection)
+class RealTimeConnectionAdmin(admin.ModelAdmin):
+    list_display = [
+        "receiver", "status_badge", "consecutive_failures", "last_success_at", "last_latency_ms", "next_attempt_at",
+        "last_error",
+    ]
+    list_filter = ["status"]
+    list_select_related = ["receiver"]
+    readonly_fields = [f.name for f in RealTimeConnection._meta.fields if f.name != "id"]
+    actions = ["check_health", "reset"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj):
+        colour = {"connected": "#1a7f37", "degraded": "#b54708", "failed": "#b42318"}.get(obj.status, "#667085")
+        return _badge(colour, obj.get_status_display())
+
+    @admin.action(description="Check health")
+    def check_health(self, request, queryset):
+        for report in ConnectionHealthService.check_health(connections=queryset.select_related("receiver")):
+            level = messages.SUCCESS if report.healthy else messages.WARNING
+            self.message_user(request, f"{report.receiver}: {report.message}", level=level)
+
+    @admin.action(description="Reset (forget failures, retry now)")
+    def reset(self, request, queryset):
+        count = ConnectionHealthService.reset(connections=queryset)
+        self.message_user(request, f"Reset {count} connection(s); they are retried in the next cycle.")
+
+
+class DiscoveryTaskForm(forms.ModelForm):
+    class Meta:
+        model = DiscoveryTask
+        fields = ["scope"]
+
+    def clean_scope(self):
+        try:
+            return DiscoveryService.normalize_scope(scope=self.cleaned_data["scope"])
+        except DiscoveryError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
+
+@admin.register(DiscoveryTask)
+class DiscoveryTaskAdmin(admin.ModelAdmin):
+    form = DiscoveryTaskForm
+    list_display = ["scope", "status", "created_at", "finished_at"]
+    readonly_fields = ["status", "found", "error", "finished_at", "requested_by"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        obj.pk = DiscoveryService.request_discovery(scope=obj.scope, requested_by=request.user).pk
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    list_display = ["at", "action", "model", "summary"]
+    list_filter = ["action", "model"]
+    readonly_fields = ["at", "action", "model", "object_id", "summary"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,68 @@
+"""Querysets of the domain models (used as managers via ``QuerySet.as_manager()``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import models
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+
+class ReceiverQuerySet(models.QuerySet):
+    def active(self) -> ReceiverQuerySet:
+        return self.filter(active=True)
+
+    def online(self) -> ReceiverQuerySet:
+        return self.filter(active=True, online=True)
+
+    def offline(self) -> ReceiverQuerySet:
+        """Monitored receivers that do not answer."""
+        return self.filter(active=True, online=False)
+
+    def by_manufacturer(self, manufacturer) -> ReceiverQuerySet:
+        """Filter by a Manufacturer instance, its slug or its name."""
+        if isinstance(manufacturer, str):
+            return self.filter(Q(manufacturer__slug=manufacturer) | Q(manufacturer__name__iexact=manufacturer))
+        return self.filter(manufacturer=manufacturer)
+
+    def with_low_battery(self, threshold: int = 2) -> ReceiverQuerySet:
+        """Receivers with a present transmitter whose battery is at most ``threshold`` bars."""
+        from micboard.models import Transmitter
+
+        low = Transmitter.objects.filter(
+            channel__receiver=OuterRef("pk"), present=True, battery_bars__lte=threshold
+        )
+        return self.filter(Exists(low))
+
+    def recently_updated(self, seconds: float = 60) -> ReceiverQuerySet:
+        return self.filter(last_seen__gte=timezone.now() - timedelta(seconds=seconds))
+
+    def in_location(self, location) -> ReceiverQuerySet:
+        if isinstance(location, str):
+            return self.filter(location__name__iexact=location)
+        return self.filter(location=location)
+
+    def with_assignments(self) -> ReceiverQuerySet:
+        from micboard.models import Assignment
+
+        return self.filter(Exists(Assignment.objects.filter(channel__receiver=OuterRef("pk"))))
+
+    def unhealthy(self) -> ReceiverQuerySet:
+        """Monitored receivers that are offline or whose last poll failed."""
+        return self.filter(active=True).filter(Q(online=False) | Q(connection__consecutive_failures__gt=0))
+
+    def with_errors(self) -> ReceiverQuerySet:
+        """Receivers whose link reported an error that is still current."""
+        return self.filter(connection__consecutive_failures__gt=0).exclude(connection__last_error="")
+
+
+class ChannelQuerySet(models.QuerySet):
+    def for_board(self) -> ChannelQuerySet:
+        """Everything a tile needs, in a constant number of queries."""
+        return self.select_related(
+            "receiver", "receiver__connection", "transmitter", "assignment", "assignment__performer"
+        )
+
+    def with_low_battery(self, threshold: int = 2) -> ChannelQuerySet:
+        return self.filter(transmitter__present=True, transmitter__battery_bars__lte=threshold)

@@ -1,0 +1,301 @@
+"""Domain models of micboard.
+
+Thin models: fields, constraints and small read-only helpers. Every write
+happens in ``micboard.services``. Unknown readings are stored as NULL, never
+as the vendor's sentinel values (255, 65535, UNKN ...).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils.text import slugify
+
+from micboard.drivers.shure_models import SHURE_MODELS, shure_model
+from micboard.managers import ChannelQuerySet, ReceiverQuerySet
+from micboard.status import ChannelStatus
+
+DRIVER_SHURE_TCP = "shure_tcp"
+DRIVER_CHOICES = [(DRIVER_SHURE_TCP, "Shure command strings (TCP 2202)")]
+MODEL_CHOICES = [(name, name) for name in SHURE_MODELS]
+
+
+class TimeStampedModel(models.Model):
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class Manufacturer(TimeStampedModel):
+    name = models.CharField(max_length=64, unique=True)
+    slug = models.SlugField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs):
+        if not self.slug:
+            self.slug = slugify(self.name)
+        super().save(*args, **kwargs)
+
+
+class Location(TimeStampedModel):
+    name = models.CharField(max_length=100, unique=True)
+    description = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Receiver(TimeStampedModel):
+    """A networked receiver (or IEM transmitter) that micboard polls."""
+
+    name = models.CharField(max_length=100)
+    manufacturer = models.ForeignKey(Manufacturer, on_delete=models.PROTECT, related_name="receivers")
+    model = models.CharField(max_length=32, choices=MODEL_CHOICES)
+    driver = models.CharField(max_length=32, choices=DRIVER_CHOICES, default=DRIVER_SHURE_TCP)
+    host = models.CharField(max_length=255, help_text="IP address or host name on the venue network.")
+    port = models.PositiveIntegerField(default=2202, validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    location = models.ForeignKey(
+        Location, null=True, blank=True, on_delete=models.SET_NULL, related_name="receivers"
+    )
+    active = models.BooleanField(default=True, help_text="Poll this receiver.")
+    online = models.BooleanField(default=False, editable=False)
+    last_seen = models.DateTimeField(null=True, blank=True, editable=False)
+    firmware = models.CharField(max_length=32, blank=True, editable=False)
+    device_id = models.CharField(max_length=64, blank=True, editable=False)
+    rf_band = models.CharField(max_length=16, blank=True, editable=False)
+
+    objects = ReceiverQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["host", "port"], name="unique_receiver_address")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.model})"
+
+    @property
+    def channel_count(self) -> int:
+        return shure_model(self.model).channels
+
+    @property
+    def is_iem(self) -> bool:
+        return shure_model(self.model).is_iem
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class Channel(models.Model):
+    """One channel of a receiver, as the receiver reports it."""
+
+    receiver = models.ForeignKey(Receiver, on_delete=models.CASCADE, related_name="channels")
+    number = models.PositiveSmallIntegerField(validators=[MinValueValidator(1), MaxValueValidator(8)])
+    name = models.CharField(max_length=64, blank=True, help_text="CHAN_NAME as the receiver reports it.")
+    frequency_khz = models.PositiveIntegerField(null=True, blank=True)
+    group_channel = models.CharField(max_length=16, blank=True)
+    status = models.CharField(
+        max_length=16, choices=ChannelStatus.choices, default=ChannelStatus.RX_COM_ERROR, editable=False
+    )
+    status_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = ChannelQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["receiver__name", "number"]
+        constraints = [models.UniqueConstraint(fields=["receiver", "number"], name="unique_channel_number")]
+
+    def __str__(self) -> str:
+        return f"{self.receiver.name} ch{self.number}" + (f" ({self.name})" if self.name else "")
+
+    @property
+    def frequency_mhz(self) -> str:
+        return f"{self.frequency_khz / 1000:.3f}" if self.frequency_khz else ""
+
+
+class Transmitter(models.Model):
+    """The pack (body pack, handheld) currently seen on a channel."""
+
+    channel = models.OneToOneField(Channel, on_delete=models.CASCADE, related_name="transmitter")
+    present = models.BooleanField(default=False)
+    model = models.CharField(max_length=32, blank=True)
+    battery_bars = models.PositiveSmallIntegerField(null=True, blank=True)
+    battery_percent = models.PositiveSmallIntegerField(null=True, blank=True)
+    runtime_minutes = models.PositiveIntegerField(null=True, blank=True)
+    runtime_state = models.CharField(max_length=16, blank=True)  # "calculating" / "warning"
+    battery_type = models.CharField(max_length=8, blank=True)
+    rf_dbm = models.FloatField(null=True, blank=True)
+    rf_percent = models.PositiveSmallIntegerField(null=True, blank=True)
+    audio_dbfs = models.FloatField(null=True, blank=True)
+    audio_percent = models.PositiveSmallIntegerField(null=True, blank=True)
+    antennas = models.CharField(max_length=8, blank=True)  # one char per antenna: A/I/X/R
+    tx_offset_db = models.SmallIntegerField(null=True, blank=True)
+    quality = models.PositiveSmallIntegerField(null=True, blank=True)
+    muted = models.BooleanField(null=True, blank=True)  # transmitter mute switch
+    audio_muted = models.BooleanField(null=True, blank=True)  # receiver output (PSM1000: RF mute)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    last_peak_at = models.DateTimeField(null=True, blank=True)
+    # The last valid battery, kept for the PREV_* states after the pack is switched off.
+    last_battery_bars = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_battery_percent = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_runtime_minutes = models.PositiveIntegerField(null=True, blank=True)
+    last_battery_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.model or 'transmitter'} on {self.channel_id}"
+
+
+class Performer(TimeStampedModel):
+    name = models.CharField(max_length=100, unique=True)
+    notes = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Assignment(TimeStampedModel):
+    """Who wears the pack on a channel."""
+
+    class Priority(models.IntegerChoices):
+        LOW = 1, "Low"
+        NORMAL = 2, "Normal"
+        HIGH = 3, "High"
+        CRITICAL = 4, "Critical"
+
+    performer = models.ForeignKey(Performer, on_delete=models.CASCADE, related_name="assignments")
+    channel = models.OneToOneField(Channel, on_delete=models.CASCADE, related_name="assignment")
+    alerts_enabled = models.BooleanField(default=True)
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
+    responsible = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="micboard_assignments",
+        help_text="Crew member who swaps this pack.",
+    )
+    notes = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-priority", "performer__name"]
+
+    def __str__(self) -> str:
+        return f"{self.performer} on {self.channel}"
+
+
+class Group(TimeStampedModel):
+    """An ordered board of channels, with BLANK spacers."""
+
+    name = models.CharField(max_length=64, unique=True)
+    slug = models.SlugField(max_length=64, unique=True)
+    position = models.PositiveSmallIntegerField(default=0, help_text="Order of the tabs on the board.")
+
+    class Meta:
+        ordering = ["position", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs):
+        if not self.slug:
+            self.slug = slugify(self.name)
+        super().save(*args, **kwargs)
+
+
+class GroupSlot(models.Model):
+    """One tile position of a group: a channel, or a BLANK spacer when channel is empty."""
+
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="slots")
+    position = models.PositiveSmallIntegerField()
+    channel = models.ForeignKey(
+        Channel, null=True, blank=True, on_delete=models.CASCADE, related_name="group_slots",
+        help_text="Leave empty for a BLANK spacer.",
+    )
+
+    class Meta:
+        ordering = ["group", "position"]
+        constraints = [models.UniqueConstraint(fields=["group", "position"], name="unique_group_position")]
+
+    def __str__(self) -> str:
+        return f"{self.group} #{self.position}: {self.channel or 'BLANK'}"
+
+
+class RealTimeConnection(models.Model):
+    """Health of the link to one receiver."""
+
+    class Status(models.TextChoices):
+        UNKNOWN = "unknown", "Not polled yet"
+        CONNECTED = "connected", "Connected"
+        DEGRADED = "degraded", "Failing"
+        FAILED = "failed", "Offline"
+
+    receiver = models.OneToOneField(Receiver, on_delete=models.CASCADE, related_name="connection")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.UNKNOWN)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    last_latency_ms = models.FloatField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    total_polls = models.PositiveIntegerField(default=0)
+    total_failures = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.receiver.name}: {self.get_status_display()}"
+
+
+class DiscoveryTask(TimeStampedModel):
+    """A request to look for receivers on the network (used by later discovery work)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    scope = models.CharField(max_length=100, help_text="What to scan, e.g. a CIDR range like 10.0.0.0/24.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    found = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Discovery {self.scope} ({self.status})"
+
+
+class AuditEntry(models.Model):
+    """Audit trail of configuration changes, written by signal handlers."""
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    action = models.CharField(max_length=16)  # created / changed / deleted
+    model = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64)
+    summary = models.CharField(max_length=255)
+
+    class Meta:
+        ordering = ["-at"]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.action} {self.model} {self.summary}"

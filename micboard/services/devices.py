@@ -1,0 +1,332 @@
+"""Receivers, channels and transmitters: setup and the write side of polling."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from micboard.drivers.base import ChannelReading, ReceiverReading
+from micboard.drivers.shure_models import shure_model
+from micboard.exceptions import ConfigurationError, DeviceNotFoundError, InvalidReadingError
+from micboard.models import (
+    DRIVER_SHURE_TCP,
+    Channel,
+    Location,
+    Manufacturer,
+    RealTimeConnection,
+    Receiver,
+    Transmitter,
+)
+from micboard.services.health import ConnectionHealthService
+from micboard.status import compute_status
+
+# Transmitter fields copied from a ChannelReading (reading attribute -> model field).
+_TX_FIELDS = {
+    "tx_model": "model",
+    "battery_bars": "battery_bars",
+    "battery_percent": "battery_percent",
+    "battery_runtime_min": "runtime_minutes",
+    "battery_type": "battery_type",
+    "tx_offset_db": "tx_offset_db",
+    "tx_muted": "muted",
+    "audio_muted": "audio_muted",
+    "quality": "quality",
+}
+# Meter fields, only taken from a reading that carried a SAMPLE (else they'd read as "no signal").
+_METER_FIELDS = {
+    "rf_dbm": "rf_dbm",
+    "rf_percent": "rf_percent",
+    "audio_dbfs": "audio_dbfs",
+    "audio_percent": "audio_percent",
+    "antennas": "antennas",
+}
+_TX_UPDATE_FIELDS = [
+    "present", "runtime_state", "last_seen", "last_peak_at", "last_battery_bars", "last_battery_percent",
+    "last_runtime_minutes", "last_battery_at", *_TX_FIELDS.values(), *_METER_FIELDS.values(),
+]
+# Written on every successful poll; on their own they change nothing a user sees.
+_BOOKKEEPING = {"last_seen", "last_battery_at"}
+_BLANK_STRING_FIELDS = {"model", "battery_type", "antennas", "runtime_state"}
+
+
+@dataclass(frozen=True, slots=True)
+class PollTarget:
+    """What a poll needs to know about a receiver, free of Django objects."""
+
+    receiver_id: int
+    driver: str
+    model: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    """The result of polling one receiver: a reading, or the error that stopped it."""
+
+    receiver_id: int
+    reading: ReceiverReading | None = None
+    error: str = ""
+
+
+def _set(obj, field: str, value, changed: set[str]) -> None:
+    if value is None and field in _BLANK_STRING_FIELDS:
+        value = ""
+    if getattr(obj, field) != value:
+        setattr(obj, field, value)
+        changed.add(field)
+
+
+class DeviceService:
+    """Setup of receivers and application of poll results."""
+
+    @staticmethod
+    def get_receiver(*, receiver_id: int) -> Receiver:
+        """Raises: DeviceNotFoundError."""
+        try:
+            return Receiver.objects.select_related("connection").get(pk=receiver_id)
+        except Receiver.DoesNotExist as exc:
+            raise DeviceNotFoundError(f"No receiver with id {receiver_id}") from exc
+
+    @staticmethod
+    @transaction.atomic
+    def create_receiver(
+        *,
+        name: str,
+        model: str,
+        host: str,
+        port: int = 2202,
+        manufacturer: Manufacturer | None = None,
+        location: Location | None = None,
+        driver: str = DRIVER_SHURE_TCP,
+        active: bool = True,
+    ) -> Receiver:
+        """Create a receiver with its channels and its connection record.
+
+        Raises:
+            ConfigurationError: unknown model.
+        """
+        try:
+            shure_model(model)
+        except KeyError as exc:
+            raise ConfigurationError(f"Unsupported receiver model {model!r}") from exc
+        if manufacturer is None:
+            manufacturer, _ = Manufacturer.objects.get_or_create(name="Shure", defaults={"slug": "shure"})
+        receiver = Receiver.objects.create(
+            name=name, model=shure_model(model).model, host=host, port=port, manufacturer=manufacturer,
+            location=location, driver=driver, active=active,
+        )
+        DeviceService.sync_channels(receiver=receiver)
+        return receiver
+
+    @staticmethod
+    @transaction.atomic
+    def sync_channels(*, receiver: Receiver) -> int:
+        """Make the channel rows match the receiver's model; returns how many were added.
+
+        Channels beyond the model's count (after a model change) are removed.
+        """
+        count = receiver.channel_count
+        existing = set(receiver.channels.values_list("number", flat=True))
+        new = [Channel(receiver=receiver, number=n) for n in range(1, count + 1) if n not in existing]
+        Channel.objects.bulk_create(new)
+        receiver.channels.filter(number__gt=count).delete()
+        missing_tx = receiver.channels.filter(transmitter__isnull=True)
+        Transmitter.objects.bulk_create([Transmitter(channel=c) for c in missing_tx])
+        RealTimeConnection.objects.get_or_create(receiver=receiver)
+        return len(new)
+
+    @staticmethod
+    def set_active(*, receivers: QuerySet[Receiver] | Iterable[Receiver], active: bool) -> int:
+        """Start or stop monitoring receivers. Returns the number changed."""
+        ids = [r.pk for r in receivers]
+        changed = Receiver.objects.filter(pk__in=ids).exclude(active=active).update(active=active)
+        if not active:
+            Receiver.objects.filter(pk__in=ids).update(online=False)
+        if changed:
+            DeviceService.refresh_statuses()
+        return changed
+
+    @staticmethod
+    def due_targets(*, now: datetime | None = None) -> list[PollTarget]:
+        """Active receivers whose next poll is due (failing ones wait out their back-off)."""
+        now = now or timezone.now()
+        receivers = Receiver.objects.active().select_related("connection").order_by("pk")
+        return [
+            PollTarget(r.pk, r.driver, r.model, r.host, r.port)
+            for r in receivers
+            if not (
+                hasattr(r, "connection")
+                and r.connection.next_attempt_at is not None
+                and r.connection.next_attempt_at > now
+            )
+        ]
+
+    @staticmethod
+    def request_poll(*, receivers: QuerySet[Receiver] | Iterable[Receiver]) -> int:
+        """Poll these receivers in the next cycle, skipping any back-off. Returns the count."""
+        ids = [r.pk for r in receivers]
+        for receiver in Receiver.objects.filter(pk__in=ids):
+            RealTimeConnection.objects.get_or_create(receiver=receiver)
+        RealTimeConnection.objects.filter(receiver_id__in=ids).update(next_attempt_at=None)
+        return len(ids)
+
+    @staticmethod
+    @transaction.atomic
+    def record_poll_results(*, outcomes: Sequence[PollOutcome], now: datetime | None = None) -> bool:
+        """Apply one poll cycle's outcomes: write only what changed, in bulk.
+
+        Args:
+            outcomes: one per polled receiver.
+            now: the cycle's time.
+        Returns:
+            True when anything the board shows changed.
+        """
+        now = now or timezone.now()
+        by_id = {o.receiver_id: o for o in outcomes}
+        receivers = {r.pk: r for r in Receiver.objects.filter(pk__in=by_id)}
+        connections = {c.receiver_id: c for c in RealTimeConnection.objects.filter(receiver_id__in=receivers)}
+        for receiver_id in receivers.keys() - connections.keys():
+            connections[receiver_id] = RealTimeConnection.objects.create(receiver_id=receiver_id)
+        channels = (
+            Channel.objects.filter(receiver_id__in=by_id).select_related("transmitter").order_by("pk")
+        )
+        channel_map: dict[tuple[int, int], Channel] = {(c.receiver_id, c.number): c for c in channels}
+
+        changed_receivers: dict[int, set[str]] = {}
+        changed_channels: dict[int, tuple[Channel, set[str]]] = {}
+        changed_tx: dict[int, tuple[Transmitter, set[str]]] = {}
+        board_changed = False
+
+        for receiver_id, outcome in by_id.items():
+            receiver = receivers.get(receiver_id)
+            if receiver is None:
+                continue  # deleted while the cycle ran
+            fields: set[str] = set()
+            connection = connections[receiver_id]
+            if outcome.reading is None:
+                offline = ConnectionHealthService.apply_failure(connection=connection, error=outcome.error, now=now)
+                if offline:
+                    _set(receiver, "online", False, fields)
+            else:
+                reading = outcome.reading
+                ConnectionHealthService.apply_success(connection=connection, latency_ms=reading.latency_ms, now=now)
+                _set(receiver, "online", True, fields)
+                receiver.last_seen = now
+                fields.add("last_seen")
+                for attr, field in (("firmware", "firmware"), ("device_id", "device_id"), ("rf_band", "rf_band")):
+                    value = getattr(reading, attr)
+                    if value is not None:
+                        _set(receiver, field, value[:64], fields)
+                for number, ch_reading in reading.channels.items():
+                    channel = channel_map.get((receiver_id, number))
+                    if channel is None:
+                        continue  # a channel the model doesn't have (tolerated, not stored)
+                    DeviceService._apply_channel(channel, ch_reading, now, changed_channels, changed_tx)
+            if fields:
+                changed_receivers[receiver_id] = fields
+                board_changed = board_changed or bool(fields - _BOOKKEEPING)
+
+        if changed_receivers:
+            Receiver.objects.bulk_update(
+                [receivers[i] for i in changed_receivers], sorted(set().union(*changed_receivers.values()))
+            )
+        RealTimeConnection.objects.bulk_update(list(connections.values()), ConnectionHealthService.POLL_FIELDS)
+        if changed_channels:
+            rows = [c for c, _ in changed_channels.values()]
+            Channel.objects.bulk_update(rows, sorted(set().union(*(f for _, f in changed_channels.values()))))
+            board_changed = True
+        if changed_tx:
+            rows = [t for t, _ in changed_tx.values()]
+            fields = set().union(*(f for _, f in changed_tx.values()))
+            Transmitter.objects.bulk_update(rows, sorted(fields))
+            board_changed = board_changed or bool(fields - _BOOKKEEPING)
+        status_changed = DeviceService.refresh_statuses(now=now)
+        return board_changed or status_changed
+
+    @staticmethod
+    def _apply_channel(
+        channel: Channel,
+        reading: ChannelReading,
+        now: datetime,
+        changed_channels: dict[int, tuple[Channel, set[str]]],
+        changed_tx: dict[int, tuple[Transmitter, set[str]]],
+    ) -> None:
+        if reading.number != channel.number:
+            raise InvalidReadingError(f"Reading for channel {reading.number} applied to channel {channel.number}")
+        fields: set[str] = set()
+        if reading.name is not None:
+            _set(channel, "name", reading.name[:64], fields)
+        if reading.frequency_khz is not None:
+            _set(channel, "frequency_khz", reading.frequency_khz, fields)
+        if reading.group_channel is not None:
+            _set(channel, "group_channel", reading.group_channel[:16], fields)
+        if fields:
+            changed_channels[channel.pk] = (channel, fields)
+
+        try:
+            tx = channel.transmitter
+        except Transmitter.DoesNotExist:
+            tx = Transmitter.objects.create(channel=channel)
+        tx_fields: set[str] = set()
+        present = bool(reading.tx_present) if reading.tx_present is not None else True
+        _set(tx, "present", present, tx_fields)
+        for attr, field in _TX_FIELDS.items():
+            value = getattr(reading, attr)
+            if attr == "battery_type" and value is not None:
+                value = value[:8]
+            _set(tx, field, value if present or attr == "audio_muted" else None, tx_fields)
+        _set(tx, "runtime_state", (reading.battery_runtime_state or "") if present else "", tx_fields)
+        if reading.metered:
+            for attr, field in _METER_FIELDS.items():
+                _set(tx, field, getattr(reading, attr), tx_fields)
+            if reading.audio_peak and present:
+                tx.last_peak_at = now
+                tx_fields.add("last_peak_at")
+        if present:
+            tx.last_seen = now
+            tx_fields.add("last_seen")
+            if tx.battery_bars is not None:
+                _set(tx, "last_battery_bars", tx.battery_bars, tx_fields)
+                _set(tx, "last_battery_percent", tx.battery_percent, tx_fields)
+                _set(tx, "last_runtime_minutes", tx.runtime_minutes, tx_fields)
+                tx.last_battery_at = now
+                tx_fields.add("last_battery_at")
+        if tx_fields:
+            changed_tx[tx.pk] = (tx, tx_fields)
+
+    @staticmethod
+    def refresh_statuses(*, now: datetime | None = None) -> bool:
+        """Recompute every channel's status (peaks and PREV_* windows expire with time).
+
+        Returns:
+            True when any status changed.
+        """
+        now = now or timezone.now()
+        changed = []
+        for channel in Channel.objects.select_related("receiver", "transmitter"):
+            receiver = channel.receiver
+            tx = getattr(channel, "transmitter", None)
+            status = compute_status(
+                now=now,
+                receiver_active=receiver.active,
+                receiver_online=receiver.online,
+                is_iem=receiver.is_iem,
+                tx_present=tx.present if tx else None,
+                battery_bars=tx.battery_bars if tx else None,
+                last_peak_at=tx.last_peak_at if tx else None,
+                last_battery_bars=tx.last_battery_bars if tx else None,
+                last_battery_at=tx.last_battery_at if tx else None,
+            )
+            if status != channel.status:
+                channel.status = status
+                channel.status_changed_at = now
+                changed.append(channel)
+        if changed:
+            Channel.objects.bulk_update(changed, ["status", "status_changed_at"])
+        return bool(changed)

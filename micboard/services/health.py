@@ -1,0 +1,112 @@
+"""Health of the link to each receiver: failures, back-off, offline and recovery."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from micboard.models import RealTimeConnection
+
+Status = RealTimeConnection.Status
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    receiver: str
+    healthy: bool
+    message: str
+
+
+def backoff_seconds(failures: int) -> float:
+    """Delay before retrying a receiver that failed ``failures`` times in a row.
+
+    Until it is declared offline a failing receiver is retried at the normal
+    interval; after that the delay doubles per failure up to MICBOARD_MAX_BACKOFF.
+    """
+    interval = settings.MICBOARD_POLL_INTERVAL
+    excess = failures - settings.MICBOARD_OFFLINE_AFTER
+    if excess < 0:
+        return 0.0
+    return min(settings.MICBOARD_MAX_BACKOFF, interval * 2 ** (excess + 1))
+
+
+class ConnectionHealthService:
+    """Bookkeeping of RealTimeConnection rows."""
+
+    POLL_FIELDS = [
+        "status", "last_attempt_at", "last_success_at", "last_error", "last_error_at",
+        "consecutive_failures", "last_latency_ms", "next_attempt_at", "total_polls", "total_failures",
+    ]
+
+    @staticmethod
+    def apply_success(*, connection: RealTimeConnection, latency_ms: float | None, now: datetime) -> None:
+        """Record a good poll on the (unsaved) connection; the caller saves in bulk."""
+        connection.status = Status.CONNECTED
+        connection.last_attempt_at = now
+        connection.last_success_at = now
+        connection.consecutive_failures = 0
+        connection.last_latency_ms = latency_ms
+        connection.next_attempt_at = None
+        connection.total_polls += 1
+
+    @staticmethod
+    def apply_failure(*, connection: RealTimeConnection, error: str, now: datetime) -> bool:
+        """Record a failed poll on the (unsaved) connection; the caller saves in bulk.
+
+        Returns:
+            True when the receiver is now to be shown offline.
+        """
+        connection.consecutive_failures += 1
+        connection.total_polls += 1
+        connection.total_failures += 1
+        connection.last_attempt_at = now
+        connection.last_error = error[:1000]
+        connection.last_error_at = now
+        offline = connection.consecutive_failures >= settings.MICBOARD_OFFLINE_AFTER
+        connection.status = Status.FAILED if offline else Status.DEGRADED
+        delay = backoff_seconds(connection.consecutive_failures)
+        connection.next_attempt_at = now + timedelta(seconds=delay) if delay else None
+        return offline
+
+    @staticmethod
+    def check_health(
+        *, connections: QuerySet[RealTimeConnection] | Iterable[RealTimeConnection], now: datetime | None = None
+    ) -> list[HealthReport]:
+        """Judge each link from what the poller recorded (it never contacts a device).
+
+        Returns:
+            One report per connection, unhealthy ones with a reason.
+        """
+        now = now or timezone.now()
+        stale_after = timedelta(seconds=3 * settings.MICBOARD_POLL_INTERVAL + settings.MICBOARD_POLL_TIMEOUT)
+        reports = []
+        for conn in connections:
+            name = conn.receiver.name
+            if not conn.receiver.active:
+                reports.append(HealthReport(name, False, "monitoring is switched off"))
+            elif conn.consecutive_failures:
+                reports.append(
+                    HealthReport(name, False, f"{conn.consecutive_failures} failed polls: {conn.last_error}")
+                )
+            elif conn.last_success_at is None:
+                reports.append(HealthReport(name, False, "never answered a poll (is the poller running?)"))
+            elif now - conn.last_success_at > stale_after:
+                age = int((now - conn.last_success_at).total_seconds())
+                reports.append(HealthReport(name, False, f"last good poll {age} s ago (is the poller running?)"))
+            else:
+                latency = f", {conn.last_latency_ms:.0f} ms" if conn.last_latency_ms is not None else ""
+                reports.append(HealthReport(name, True, f"answering{latency}"))
+        return reports
+
+    @staticmethod
+    def reset(*, connections: QuerySet[RealTimeConnection] | Iterable[RealTimeConnection]) -> int:
+        """Forget failures and back-off so the next cycle polls at once. Returns the count."""
+        ids = [c.pk for c in connections]
+        return RealTimeConnection.objects.filter(pk__in=ids).update(
+            consecutive_failures=0, next_attempt_at=None, last_error="", status=Status.UNKNOWN
+        )

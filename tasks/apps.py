@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class TasksConfig(AppConfig):
+    name = "tasks"
+    verbose_name = "micboard tasks"
+
+    def ready(self) -> None:
+        from tasks import polling  # noqa: F401  (registers the Huey tasks)

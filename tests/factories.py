@@ -1,0 +1,55 @@
+"""Small builders for test data (through the services, like the app itself)."""
+
+from __future__ import annotations
+
+from micboard.drivers.base import ChannelReading, ReceiverReading, audio_percent_from_dbfs, rf_percent_from_dbm
+from micboard.services import DeviceService
+
+_port = iter(range(30000, 40000))
+
+
+def make_receiver(name="Rack A", model="ULXD4Q", host="127.0.0.1", port=None, **kwargs):
+    return DeviceService.create_receiver(name=name, model=model, host=host, port=port or next(_port), **kwargs)
+
+
+def pack_on(number, *, bars=5, percent=None, minutes=300, name=None, peak=False, rf_dbm=-55.0, audio_dbfs=-20.0):
+    return ChannelReading(
+        number=number,
+        name=name if name is not None else f"Ch {number}",
+        frequency_khz=578000 + number * 125,
+        tx_present=True,
+        tx_model="ULXD2",
+        battery_bars=bars,
+        battery_percent=percent,
+        battery_runtime_min=minutes,
+        battery_type="LION",
+        tx_offset_db=0,
+        rf_dbm=rf_dbm,
+        rf_percent=rf_percent_from_dbm(rf_dbm),
+        antennas="AI",
+        audio_dbfs=audio_dbfs,
+        audio_percent=audio_percent_from_dbfs(audio_dbfs),
+        audio_peak=peak,
+        metered=True,
+    )
+
+
+def pack_off(number, *, name=None):
+    return ChannelReading(
+        number=number,
+        name=name if name is not None else f"Ch {number}",
+        frequency_khz=578000 + number * 125,
+        tx_present=False,
+        rf_dbm=-108.0,
+        rf_percent=0,
+        antennas="XX",
+        audio_dbfs=-120.0,
+        audio_percent=0,
+        metered=True,
+    )
+
+
+def reading(*channels, family="ulxd"):
+    return ReceiverReading(
+        family=family, device_id="RACKA", firmware="2.4.6", channels={c.number: c for c in channels}, latency_ms=3.0
+    )

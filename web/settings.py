@@ -1,0 +1,216 @@
+"""Django settings for micboard.
+
+Everything a deployment changes comes from environment variables with working
+defaults (see the configuration table in README.md). With nothing set, micboard
+runs on its embedded default: SQLite, SqliteHuey and a file cache in ``var/``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+from micboard.exceptions import ConfigurationError
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# pytest (>= 8.2) sets PYTEST_VERSION: tests keep their files apart from a running demo.
+TESTING = bool(os.environ.get("PYTEST_VERSION"))
+DATA_DIR = Path(os.environ.get("MICBOARD_DATA_DIR", BASE_DIR / "var" / ("test" if TESTING else ""))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_float(name: str, default: float, *, minimum: float) -> float:
+    raw = os.environ.get(name, "")
+    try:
+        value = float(raw) if raw else default
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from exc
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment, else one generated once and kept in DATA_DIR."""
+    if os.environ.get("SECRET_KEY"):
+        return os.environ["SECRET_KEY"]
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [
+    o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
+]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "huey.contrib.djhuey",
+    "micboard.apps.MicboardConfig",
+    "tasks.apps.TasksConfig",
+    "web",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "web.middleware.RequestTimingMiddleware",
+]
+
+ROOT_URLCONF = "web.urls"
+WSGI_APPLICATION = "web.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'micboard.sqlite3'}",
+        conn_max_age=60,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server, the Huey consumer and the simulator-driven poller share one
+    # file: WAL lets readers run while the poller writes.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+HUEY_WORKERS = int(os.environ.get("HUEY_WORKERS", "4"))
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "micboard",
+        }
+    }
+    HUEY = {
+        "huey_class": "huey.RedisHuey",
+        "name": "micboard",
+        "url": REDIS_URL,
+        "immediate": TESTING,
+        "consumer": {"workers": HUEY_WORKERS, "worker_type": "thread"},
+    }
+else:
+    # A file cache is shared by the web process and the Huey consumer.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(DATA_DIR / "cache"),
+            "OPTIONS": {"MAX_ENTRIES": 2000},
+        }
+    }
+    HUEY = {
+        "huey_class": "huey.SqliteHuey",
+        "name": "micboard",
+        "filename": str(DATA_DIR / "huey.sqlite3"),
+        "immediate": TESTING,
+        "consumer": {"workers": HUEY_WORKERS, "worker_type": "thread"},
+    }
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "board"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "staticfiles"
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "micboard": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+        "web": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+        "tasks": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+        "huey": {"handlers": ["console"], "level": "WARNING"},
+    },
+}
+
+# --- micboard -----------------------------------------------------------------
+# Seconds between two polls of a receiver, and between two board refreshes.
+MICBOARD_POLL_INTERVAL = env_float("MICBOARD_POLL_INTERVAL", 2.0, minimum=0.5)
+MICBOARD_REFRESH_INTERVAL = env_float("MICBOARD_REFRESH_INTERVAL", 2.0, minimum=0.5)
+# Per-receiver timeout of one poll, seconds.
+MICBOARD_POLL_TIMEOUT = env_float("MICBOARD_POLL_TIMEOUT", 3.0, minimum=0.2)
+# METER_RATE asked of the receivers during a poll (clamped per family: >= 100 ms, QLX-D >= 1000 ms).
+MICBOARD_METER_RATE_MS = int(env_float("MICBOARD_METER_RATE_MS", 1000, minimum=100))
+# Consecutive failed polls before a receiver is shown offline (RX_COM_ERROR).
+MICBOARD_OFFLINE_AFTER = int(env_float("MICBOARD_OFFLINE_AFTER", 2, minimum=1))
+# Cap of the retry back-off for a receiver that does not answer, seconds.
+MICBOARD_MAX_BACKOFF = env_float("MICBOARD_MAX_BACKOFF", 30.0, minimum=1.0)
+# Battery thresholds in bars (0-5): >= GOOD is GOOD, >= REPLACE is REPLACE, else CRITICAL.
+MICBOARD_BATTERY_GOOD_BARS = int(env_float("MICBOARD_BATTERY_GOOD_BARS", 4, minimum=1))
+MICBOARD_BATTERY_REPLACE_BARS = int(env_float("MICBOARD_BATTERY_REPLACE_BARS", 3, minimum=1))
+# How long a switched-off pack keeps its last battery (PREV_* states), and a peak stays shown.
+MICBOARD_PREVIOUS_WINDOW = env_float("MICBOARD_PREVIOUS_WINDOW", 30 * 60, minimum=0)
+MICBOARD_PEAK_WINDOW = env_float("MICBOARD_PEAK_WINDOW", 10, minimum=0)
