@@ -1,0 +1,140 @@
+"""The board over HTTP: login, tiles, the 304 path, constant queries, escaping, staleness."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from micboard.services import BoardService, DeviceService, GroupService, PollOutcome
+from tests.factories import make_receiver, pack_off, pack_on, reading
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def rig():
+    rx = make_receiver(name="Band Rack", model="ULXD4Q")
+    DeviceService.record_poll_results(
+        outcomes=[PollOutcome(rx.pk, reading=reading(pack_on(1, bars=5, minutes=312, name="Lead Vox"),
+                                                     pack_on(2, bars=3), pack_on(3, bars=1), pack_off(4)))]
+    )
+    BoardService.bump_version()
+    BoardService.record_heartbeat()
+    return rx
+
+
+def grid(client, etag=None, group=""):
+    headers = {"HX-Request": "true"}
+    if etag:
+        headers["If-None-Match"] = etag
+    url = reverse("board-grid") + (f"?group={group}" if group else "")
+    return client.get(url, headers=headers)
+
+
+def test_board_requires_login(client, rig):
+    response = client.get(reverse("board"))
+    assert response.status_code == 302 and reverse("login") in response["Location"]
+    htmx = client.get(reverse("board-grid"), headers={"HX-Request": "true"})
+    assert htmx.headers.get("HX-Redirect", "").startswith(reverse("login"))
+
+
+def test_board_renders_a_tile_per_channel_with_status_and_runtime(admin_client, rig):
+    html = admin_client.get(reverse("board")).content.decode()
+    assert 'id="board-grid"' in html
+    assert html.count('data-status="GOOD"') == 1
+    assert 'data-status="REPLACE"' in html and 'data-status="CRITICAL"' in html
+    assert 'data-status="TX_COM_ERROR"' in html  # pack 4 never seen on
+    assert "Lead Vox" in html and "5:12" in html and "578.125" in html
+
+
+def test_grid_refresh_answers_304_when_nothing_changed(admin_client, rig):
+    first = grid(admin_client)
+    assert first.status_code == 200 and first["ETag"]
+    again = grid(admin_client, etag=first["ETag"])
+    assert again.status_code == 304 and again.content == b""
+    BoardService.bump_version()
+    changed = grid(admin_client, etag=first["ETag"])
+    assert changed.status_code == 200 and changed["ETag"] != first["ETag"]
+
+
+def test_304_path_runs_no_sql(admin_client, rig):
+    etag = grid(admin_client)["ETag"]
+    admin_client.get(reverse("board"))  # warm the session
+    with CaptureQueriesContext(connection) as ctx:
+        assert grid(admin_client, etag=etag).status_code == 304
+    # Only the session and user lookups of the login check remain.
+    assert len([q for q in ctx.captured_queries if "micboard_" in q["sql"]]) == 0
+
+
+def _refresh_query_count(client):
+    BoardService.bump_version()  # a changed board: the tiles are rebuilt from the database
+    with CaptureQueriesContext(connection) as ctx:
+        assert grid(client).status_code == 200
+    return len(ctx.captured_queries)
+
+
+def test_board_refresh_query_count_does_not_grow_with_channels(admin_client, rig):
+    small = _refresh_query_count(admin_client)
+    for n in range(6):
+        rx = make_receiver(name=f"Extra {n}", model="AD4Q")
+        DeviceService.record_poll_results(
+            outcomes=[PollOutcome(rx.pk, reading=reading(*(pack_on(c) for c in range(1, 5)), family="axient"))]
+        )
+    assert _refresh_query_count(admin_client) == small
+    group_channels = list(rig.channels.all()) + [None] + list(rx.channels.all())
+    GroupService.set_tiles(name="Band", channels=group_channels)
+    BoardService.bump_version()
+    with CaptureQueriesContext(connection) as ctx:
+        assert grid(admin_client, group="band").status_code == 200
+    assert len(ctx.captured_queries) == small
+
+
+def test_group_tab_shows_its_tiles_in_order_with_blanks(admin_client, rig):
+    ch = list(rig.channels.order_by("number"))
+    GroupService.set_tiles(name="Band", channels=[ch[2], None, ch[0]])
+    BoardService.bump_version()
+    html = admin_client.get(reverse("board") + "?group=band").content.decode()
+    assert html.index('data-status="CRITICAL"') < html.index("tile-blank") < html.index('data-status="GOOD"')
+    assert "REPLACE" not in html.split('id="board-grid"')[1].split("</section>")[0]
+
+
+def test_unknown_group_is_404(admin_client, rig):
+    assert admin_client.get(reverse("board") + "?group=nope").status_code == 404
+
+
+def test_hostile_names_from_devices_are_escaped(admin_client):
+    rx = make_receiver(name="Rack", model="ULXD4")
+    evil = "<img src=x onerror=alert(1)>"
+    DeviceService.record_poll_results(outcomes=[PollOutcome(rx.pk, reading=reading(pack_on(1, name=evil)))])
+    BoardService.bump_version()
+    html = admin_client.get(reverse("board")).content.decode()
+    assert evil not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_stopped_poller_is_announced_and_changes_the_etag(admin_client, rig):
+    fresh = grid(admin_client)
+    assert "stale" not in fresh.content.decode().lower()
+    BoardService.record_heartbeat(at=0)
+    stale = grid(admin_client, etag=fresh["ETag"])
+    assert stale.status_code == 200
+    assert "the poller stopped" in stale.content.decode()
+
+
+def test_receiver_offline_tile_says_why(admin_client):
+    rx = make_receiver(name="Dead", model="ULXD4")
+    DeviceService.record_poll_results(outcomes=[PollOutcome(rx.pk, error="127.0.0.9:2202 refused the connection")])
+    DeviceService.record_poll_results(outcomes=[PollOutcome(rx.pk, error="127.0.0.9:2202 refused the connection")])
+    BoardService.bump_version()
+    html = admin_client.get(reverse("board")).content.decode()
+    assert 'data-status="RX_COM_ERROR"' in html and "refused the connection" in html
+
+
+def test_healthz_reports_poller_state(client, rig):
+    assert client.get(reverse("healthz")).json()["poller"] == "ok"
+    BoardService.record_heartbeat(at=0)
+    response = client.get(reverse("healthz"))
+    assert response.status_code == 503 and response.json()["poller"] == "stale"
+
+
+def test_board_views_are_get_only(admin_client, rig):
+    assert admin_client.post(reverse("board")).status_code == 405
