@@ -1,0 +1,110 @@
+"""``python manage.py simulate``: run simulated Shure receivers for the demo rig.
+
+One simulated device per ``DEMO_RIG`` entry, each on its own address (127.0.0.x:2202 on Linux,
+127.0.0.1:22xx elsewhere, see ``RigDevice.host``/``.port``), plus a JSON-lines control server that
+``python manage.py simctl`` talks to. Runs until SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+from django.core.management.base import BaseCommand, CommandError
+
+from micboard.simulators.rig import DEMO_RIG
+from micboard.simulators.shure import (
+    DEFAULT_CONTROL_PORT,
+    SimulatedShureDevice,
+    SimulatorBindError,
+    SimulatorHub,
+)
+
+
+class Command(BaseCommand):
+    help = "Run simulated Shure receivers (the demo rig) until interrupted."
+
+    def add_arguments(self, parser) -> None:
+        keys = [device.key for device in DEMO_RIG]
+        parser.add_argument(
+            "--speed", type=float, default=1.0, help="clock factor for battery drain and runtime (default 1)"
+        )
+        parser.add_argument("--seed", type=int, default=None, help="make the dynamics reproducible")
+        parser.add_argument("--no-chaos", action="store_true", help="never coalesce or split frames across TCP writes")
+        parser.add_argument(
+            "--no-dynamics", action="store_true", help="keep every value exactly as set (meters still emit)"
+        )
+        parser.add_argument(
+            "--control-port",
+            type=int,
+            default=DEFAULT_CONTROL_PORT,
+            help=f"JSON-lines control port on 127.0.0.1 (default {DEFAULT_CONTROL_PORT}; 0 = any free port)",
+        )
+        parser.add_argument("--no-control", action="store_true", help="do not start the control server")
+        parser.add_argument(
+            "--only", nargs="+", choices=keys, metavar="KEY", help=f"simulate only these devices ({', '.join(keys)})"
+        )
+        parser.add_argument(
+            "--ephemeral",
+            action="store_true",
+            help="bind every device on 127.0.0.1 with a free port instead of the rig address",
+        )
+        parser.add_argument(
+            "--calculating-seconds",
+            type=float,
+            default=5.0,
+            help="how long a switched-on pack reports runtime 'calculating' (default 5)",
+        )
+
+    def handle(self, *args, **options) -> None:
+        if options["speed"] <= 0:
+            raise CommandError("--speed must be positive")
+        rigs = [d for d in DEMO_RIG if not options["only"] or d.key in options["only"]]
+        devices = [
+            SimulatedShureDevice(
+                rig,
+                host="127.0.0.1" if options["ephemeral"] else None,
+                port=0 if options["ephemeral"] else None,
+                seed=options["seed"],
+                speed=options["speed"],
+                dynamics=not options["no_dynamics"],
+                chaos=not options["no_chaos"],
+                calculating_seconds=options["calculating_seconds"],
+            )
+            for rig in rigs
+        ]
+        control_port = None if options["no_control"] else options["control_port"]
+        hub = SimulatorHub(devices, control_port=control_port)
+        asyncio.run(self._run(hub))
+
+    def _say(self, line: str) -> None:
+        self.stdout.write(line)
+        self.stdout.flush()
+
+    async def _run(self, hub: SimulatorHub) -> None:
+        try:
+            await hub.start()
+        except SimulatorBindError as exc:
+            raise CommandError(str(exc)) from exc
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+                installed.append(sig)
+        try:
+            for device in hub.devices.values():
+                host, port = device.address
+                self._say(f"{device.key:<6} {device.rig.model:<8} {host}:{port}")
+            if hub.control_address:
+                host, port = hub.control_address
+                self._say(f"control {host}:{port}")
+            self._say("simulator running; Ctrl-C to stop")
+            await stop.wait()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            await hub.stop()
+        self._say("simulator stopped")
