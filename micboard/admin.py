@@ -56,6 +56,22 @@ def _battery_colour(bars: int | None) -> str:
     return "#b42318"
 
 
+class BoardAdmin(admin.ModelAdmin):
+    """Admin of something the board shows: any change makes every board re-render."""
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        BoardService.bump_version_on_commit()
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        BoardService.bump_version_on_commit()
+
+    def delete_queryset(self, request, queryset):
+        super().delete_queryset(request, queryset)
+        BoardService.bump_version_on_commit()
+
+
 @admin.register(Manufacturer)
 class ManufacturerAdmin(admin.ModelAdmin):
     list_display = ["name", "slug", "receiver_count"]
@@ -76,7 +92,7 @@ class ManufacturerAdmin(admin.ModelAdmin):
 
 
 @admin.register(Location)
-class LocationAdmin(admin.ModelAdmin):
+class LocationAdmin(BoardAdmin):
     list_display = ["name", "description"]
     search_fields = ["name"]
 
@@ -94,7 +110,7 @@ class ChannelInline(admin.TabularInline):
 
 
 @admin.register(Receiver)
-class ReceiverAdmin(admin.ModelAdmin):
+class ReceiverAdmin(BoardAdmin):
     list_display = ["name", "model", "address", "location", "active", "online_status", "lowest_battery", "last_seen"]
     list_filter = ["active", "online", "manufacturer", "model", "location"]
     search_fields = ["name", "host", "device_id"]
@@ -149,14 +165,12 @@ class ReceiverAdmin(admin.ModelAdmin):
     @admin.action(description="Mark inactive (stop polling)")
     def mark_inactive(self, request, queryset):
         count = DeviceService.set_active(receivers=queryset, active=False)
-        BoardService.bump_version()
         self.message_user(request, f"{count} receiver(s) no longer polled.")
 
     @admin.action(description="Mark active (poll again)")
     def mark_active(self, request, queryset):
         count = DeviceService.set_active(receivers=queryset, active=True)
         DeviceService.request_poll(receivers=queryset)
-        BoardService.bump_version()
         self.message_user(request, f"{count} receiver(s) polled again.")
 
 
@@ -176,7 +190,7 @@ class AssignmentInline(admin.TabularInline):
 
 
 @admin.register(Channel)
-class ChannelAdmin(admin.ModelAdmin):
+class ChannelAdmin(BoardAdmin):
     list_display = ["__str__", "receiver", "number", "name", "frequency", "status", "battery"]
     list_filter = ["status", "receiver"]
     search_fields = ["name", "receiver__name", "assignment__performer__name"]
@@ -201,13 +215,13 @@ class ChannelAdmin(admin.ModelAdmin):
 
 
 @admin.register(Performer)
-class PerformerAdmin(admin.ModelAdmin):
+class PerformerAdmin(BoardAdmin):
     list_display = ["name", "notes"]
     search_fields = ["name"]
 
 
 @admin.register(Assignment)
-class AssignmentAdmin(admin.ModelAdmin):
+class AssignmentAdmin(BoardAdmin):
     list_display = ["performer", "channel", "priority", "alerts_enabled", "responsible"]
     list_filter = ["alerts_enabled", "priority"]
     list_select_related = ["performer", "channel__receiver", "responsible"]
@@ -248,7 +262,7 @@ class GroupSlotInline(admin.TabularInline):
 
 
 @admin.register(Group)
-class GroupAdmin(admin.ModelAdmin):
+class GroupAdmin(BoardAdmin):
     list_display = ["name", "position", "tile_count"]
     list_editable = ["position"]
     prepopulated_fields = {"slug": ["name"]}
@@ -261,9 +275,6 @@ class GroupAdmin(admin.ModelAdmin):
     def tile_count(self, obj):
         return obj.n_slots
 
-    def save_related(self, request, form, formsets, change):
-        super().save_related(request, form, formsets, change)
-        BoardService.bump_version()
 
 
 @admin.register(RealTimeConnection)

@@ -150,7 +150,8 @@ def test_check_health_explains_each_link():
     DeviceService.record_poll_results(
         outcomes=[PollOutcome(good.pk, reading=reading(pack_on(1))), PollOutcome(bad.pk, error="timed out")]
     )
-    reports = {r.receiver: r for r in ConnectionHealthService.check_health(connections=RealTimeConnection.objects.all())}
+    checked = ConnectionHealthService.check_health(connections=RealTimeConnection.objects.all())
+    reports = {r.receiver: r for r in checked}
     assert reports["Good"].healthy
     assert not reports["Bad"].healthy and "timed out" in reports["Bad"].message
     assert ConnectionHealthService.reset(connections=RealTimeConnection.objects.filter(receiver=bad)) == 1

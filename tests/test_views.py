@@ -81,7 +81,7 @@ def test_board_refresh_query_count_does_not_grow_with_channels(admin_client, rig
             outcomes=[PollOutcome(rx.pk, reading=reading(*(pack_on(c) for c in range(1, 5)), family="axient"))]
         )
     assert _refresh_query_count(admin_client) == small
-    group_channels = list(rig.channels.all()) + [None] + list(rx.channels.all())
+    group_channels = [*rig.channels.all(), None, *rx.channels.all()]
     GroupService.set_tiles(name="Band", channels=group_channels)
     BoardService.bump_version()
     with CaptureQueriesContext(connection) as ctx:
@@ -138,3 +138,12 @@ def test_healthz_reports_poller_state(client, rig):
 
 def test_board_views_are_get_only(admin_client, rig):
     assert admin_client.post(reverse("board")).status_code == 405
+
+
+def test_setup_changes_through_services_reach_the_board_at_once(admin_client, rig):
+    from micboard.services import AssignmentService
+
+    etag = grid(admin_client)["ETag"]
+    AssignmentService.assign(channel=rig.channels.get(number=2), performer="Priya Nair")
+    response = grid(admin_client, etag=etag)
+    assert response.status_code == 200 and "Priya Nair" in response.content.decode()

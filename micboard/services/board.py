@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import transaction
 
 from micboard.drivers.base import RUNTIME_CALCULATING, RUNTIME_WARNING
 from micboard.models import Channel, Group, GroupSlot
@@ -160,6 +161,11 @@ class BoardService:
         version = str(time.time_ns())
         cache.set(VERSION_KEY, version, timeout=None)
         return version
+
+    @staticmethod
+    def bump_version_on_commit() -> None:
+        """Bump the version once the current transaction (if any) has committed."""
+        transaction.on_commit(BoardService.bump_version)
 
     @staticmethod
     def record_heartbeat(*, at: float | None = None) -> None:

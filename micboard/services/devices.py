@@ -22,6 +22,7 @@ from micboard.models import (
     Receiver,
     Transmitter,
 )
+from micboard.services.board import BoardService
 from micboard.services.health import ConnectionHealthService
 from micboard.status import compute_status
 
@@ -139,6 +140,7 @@ class DeviceService:
         missing_tx = receiver.channels.filter(transmitter__isnull=True)
         Transmitter.objects.bulk_create([Transmitter(channel=c) for c in missing_tx])
         RealTimeConnection.objects.get_or_create(receiver=receiver)
+        BoardService.bump_version_on_commit()
         return len(new)
 
     @staticmethod
@@ -150,6 +152,7 @@ class DeviceService:
             Receiver.objects.filter(pk__in=ids).update(online=False)
         if changed:
             DeviceService.refresh_statuses()
+            BoardService.bump_version_on_commit()
         return changed
 
     @staticmethod

@@ -20,6 +20,7 @@ from micboard.models import (
     Performer,
     Receiver,
 )
+from micboard.services.board import BoardService
 
 
 class AssignmentService:
@@ -60,17 +61,22 @@ class AssignmentService:
         if current:
             current.delete()
         try:
-            return Assignment.objects.create(
-                channel=channel, performer=performer, alerts_enabled=alerts_enabled, priority=priority,
-                responsible=responsible,
-            )
+            with transaction.atomic():
+                assignment = Assignment.objects.create(
+                    channel=channel, performer=performer, alerts_enabled=alerts_enabled, priority=priority,
+                    responsible=responsible,
+                )
         except IntegrityError as exc:  # a concurrent assign won the race
             raise AssignmentConflictError(f"{channel} was assigned meanwhile") from exc
+        BoardService.bump_version_on_commit()
+        return assignment
 
     @staticmethod
     def unassign(*, channel: Channel) -> bool:
         """Remove whoever is on the channel. Returns True if someone was."""
         deleted, _ = Assignment.objects.filter(channel=channel).delete()
+        if deleted:
+            BoardService.bump_version_on_commit()
         return bool(deleted)
 
     @staticmethod
@@ -120,6 +126,7 @@ class GroupService:
         GroupSlot.objects.bulk_create(
             [GroupSlot(group=group, position=i, channel=c) for i, c in enumerate(channels, start=1)]
         )
+        BoardService.bump_version_on_commit()
         return group
 
 
@@ -138,6 +145,7 @@ class ManufacturerService:
         for receiver in receivers:
             DeviceService.sync_channels(receiver=receiver)
         DeviceService.request_poll(receivers=receivers)
+        BoardService.bump_version_on_commit()
         return len(receivers)
 
 

@@ -40,7 +40,7 @@ class Command(BaseCommand):
         try:
             for name, argv in commands.items():
                 # Own process group: the terminal's Ctrl-C reaches us, and we stop the children in order.
-                children[name] = subprocess.Popen(argv, start_new_session=True)
+                children[name] = subprocess.Popen(argv, start_new_session=True)  # noqa: S603 (our own argv)
                 time.sleep(0.5 if name == "simulator" else 0)
             url = f"http://{host}:{port}/"
             self.stdout.write(self.style.SUCCESS(f"\nmicboard demo running: {url}  (Ctrl-C to stop)"))

@@ -1,0 +1,129 @@
+"""End-to-end fixtures: Chromium via Playwright, the live server, the simulator and a poller thread."""
+
+import os
+import threading
+
+import pytest
+from django.db import connections
+
+from micboard.services import DeviceService
+from micboard.simulators.rig import rig_device
+from micboard.simulators.shure import SimulatedShureDevice, SimulatorThread
+from tasks.polling import run_poll_cycle
+
+# Playwright's sync API runs an event loop in this thread; our ORM calls here are still synchronous.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "e2e-pass-123"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (make test does it as root)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture
+def e2e_settings(settings):
+    settings.MICBOARD_POLL_INTERVAL = 0.5
+    settings.MICBOARD_REFRESH_INTERVAL = 0.5
+    settings.MICBOARD_POLL_TIMEOUT = 1.5
+    settings.MICBOARD_METER_RATE_MS = 100
+    settings.MICBOARD_OFFLINE_AFTER = 2
+    settings.MICBOARD_MAX_BACKOFF = 1.0
+    return settings
+
+
+@pytest.fixture
+def simulator():
+    devices = [
+        SimulatedShureDevice(rig_device(key), host="127.0.0.1", port=0, dynamics=False, calculating_seconds=0)
+        for key in ("ulxd", "ad")
+    ]
+    sim = SimulatorThread(devices).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def rig(transactional_db, simulator):
+    receivers = {}
+    for key in ("ulxd", "ad"):
+        device = rig_device(key)
+        host, port = simulator.address(key)
+        receivers[key] = DeviceService.create_receiver(name=device.name, model=device.model, host=host, port=port)
+    return receivers
+
+
+class PollerThread(threading.Thread):
+    """Runs the real poll cycle at the configured interval, as the Huey chain does."""
+
+    def __init__(self, interval: float):
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.halt = threading.Event()
+        self.errors: list[BaseException] = []
+
+    def run(self):
+        try:
+            while not self.halt.is_set():
+                try:
+                    run_poll_cycle()
+                except BaseException as exc:  # surfaced by the fixture
+                    self.errors.append(exc)
+                    return
+                self.halt.wait(self.interval)
+        finally:
+            connections.close_all()
+
+    def stop(self):
+        self.halt.set()
+        self.join(timeout=10)
+
+
+@pytest.fixture
+def poller(rig, e2e_settings):
+    thread = PollerThread(e2e_settings.MICBOARD_POLL_INTERVAL)
+    thread.start()
+    yield thread
+    thread.stop()
+    assert not thread.errors, thread.errors
+
+
+@pytest.fixture
+def logged_in(page, live_server, transactional_db, django_user_model):
+    django_user_model.objects.create_user("crew", password=PASSWORD)
+    page.goto(f"{live_server.url}/")
+    page.fill("input[name=username]", "crew")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit], input[type=submit]")
+    page.wait_for_selector("#board-grid")
+    return page
