@@ -140,10 +140,13 @@ def test_board_views_are_get_only(admin_client, rig):
     assert admin_client.post(reverse("board")).status_code == 405
 
 
-def test_setup_changes_through_services_reach_the_board_at_once(admin_client, rig):
+def test_setup_changes_through_services_reach_the_board_at_once(
+    admin_client, rig, django_capture_on_commit_callbacks
+):
     from micboard.services import AssignmentService
 
     etag = grid(admin_client)["ETag"]
-    AssignmentService.assign(channel=rig.channels.get(number=2), performer="Priya Nair")
+    with django_capture_on_commit_callbacks(execute=True):
+        AssignmentService.assign(channel=rig.channels.get(number=2), performer="Priya Nair")
     response = grid(admin_client, etag=etag)
     assert response.status_code == 200 and "Priya Nair" in response.content.decode()
