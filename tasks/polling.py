@@ -55,34 +55,42 @@ async def _poll_one(target: PollTarget, *, timeout: float, meter_rate_ms: int) -
     return PollOutcome(target.receiver_id, reading=reading)
 
 
-async def poll_targets(targets: list[PollTarget], *, timeout: float, meter_rate_ms: int) -> list[PollOutcome]:
-    """Poll every target at once; a dead receiver delays no other."""
-    return list(
-        await asyncio.gather(*(_poll_one(t, timeout=timeout, meter_rate_ms=meter_rate_ms) for t in targets))
-    )
-
-
 def run_poll_cycle() -> CycleSummary:
-    """One poll cycle: poll due receivers, write what changed, bump the board version."""
+    """One poll cycle: poll due receivers concurrently, write what changed, bump the board version.
+
+    Results are written as they arrive: the event loop is paused between batches so the ORM runs
+    synchronously in this thread, and a receiver that answers quickly is on the board without
+    waiting for a dead one to time out.
+    """
     start = time.monotonic()
     targets = DeviceService.due_targets()
-    outcomes = (
-        asyncio.run(
-            poll_targets(
-                targets, timeout=settings.MICBOARD_POLL_TIMEOUT, meter_rate_ms=settings.MICBOARD_METER_RATE_MS
+    outcomes: list[PollOutcome] = []
+    changed = False
+    loop = asyncio.new_event_loop()
+    try:
+        pending = {
+            loop.create_task(
+                _poll_one(t, timeout=settings.MICBOARD_POLL_TIMEOUT, meter_rate_ms=settings.MICBOARD_METER_RATE_MS)
             )
-        )
-        if targets
-        else []
-    )
-    changed = DeviceService.record_poll_results(outcomes=outcomes, now=timezone.now())
-    if changed:
-        BoardService.bump_version()
+            for t in targets
+        }
+        while pending:
+            done, pending = loop.run_until_complete(asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED))
+            batch = [task.result() for task in done]
+            outcomes.extend(batch)
+            if DeviceService.record_poll_results(outcomes=batch, now=timezone.now()):
+                changed = True
+                BoardService.bump_version()
+        if not targets and DeviceService.refresh_statuses():  # peaks and PREV_* windows expire with time
+            changed = True
+            BoardService.bump_version()
+    finally:
+        loop.close()
     BoardService.record_heartbeat()
-    failed = sum(1 for o in outcomes if o.reading is None)
     for outcome in outcomes:
         if outcome.error:
             logger.info("receiver %s: %s", outcome.receiver_id, outcome.error)
+    failed = sum(1 for o in outcomes if o.reading is None)
     return CycleSummary(len(outcomes), failed, changed, time.monotonic() - start)
 
 
