@@ -4,15 +4,13 @@ import os
 import threading
 
 import pytest
+from django.core.cache import cache
 from django.db import connections
 
 from micboard.services import DeviceService
 from micboard.simulators.rig import rig_device
 from micboard.simulators.shure import SimulatedShureDevice, SimulatorThread
 from tasks.polling import run_poll_cycle
-
-# Playwright's sync API runs an event loop in this thread; our ORM calls here are still synchronous.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "e2e-pass-123"
@@ -24,20 +22,35 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.e2e)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+# Module scope: pytest-django runs live-server tests after the others, and Playwright's event loop
+# must be gone before any later test calls asyncio.run().
+@pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
 
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (make test does it as root)")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update"],
-        )
-        yield browser
-        browser.close()
+    # Playwright's sync API runs an event loop in this thread while the browser lives; the ORM calls
+    # of these tests (and the database flush after each) are still synchronous.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM,
+                headless=True,
+                args=["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update"],
+            )
+            yield browser
+            browser.close()
+    finally:
+        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
 
 
 @pytest.fixture
