@@ -7,10 +7,8 @@ import pytest
 from django.core.cache import cache
 from django.db import connections
 
-from micboard.services import DeviceService
-from micboard.simulators.rig import rig_device
-from micboard.simulators.shure import SimulatedShureDevice, SimulatorThread
 from tasks.polling import run_poll_cycle
+from tests.factories import receivers_for, start_simulator, use_fast_polls
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "e2e-pass-123"
@@ -66,34 +64,21 @@ def page(browser):
 
 @pytest.fixture
 def e2e_settings(settings):
-    settings.MICBOARD_POLL_INTERVAL = 0.5
-    settings.MICBOARD_REFRESH_INTERVAL = 0.5
+    use_fast_polls(settings, interval=0.5)
     settings.MICBOARD_POLL_TIMEOUT = 1.5
-    settings.MICBOARD_METER_RATE_MS = 100
-    settings.MICBOARD_OFFLINE_AFTER = 2
-    settings.MICBOARD_MAX_BACKOFF = 1.0
     return settings
 
 
 @pytest.fixture
 def simulator():
-    devices = [
-        SimulatedShureDevice(rig_device(key), host="127.0.0.1", port=0, dynamics=False, calculating_seconds=0)
-        for key in ("ulxd", "ad")
-    ]
-    sim = SimulatorThread(devices).start()
+    sim = start_simulator(["ulxd", "ad"])
     yield sim
     sim.stop()
 
 
 @pytest.fixture
 def rig(transactional_db, simulator):
-    receivers = {}
-    for key in ("ulxd", "ad"):
-        device = rig_device(key)
-        host, port = simulator.address(key)
-        receivers[key] = DeviceService.create_receiver(name=device.name, model=device.model, host=host, port=port)
-    return receivers
+    return receivers_for(simulator, ["ulxd", "ad"])
 
 
 class PollerThread(threading.Thread):

@@ -53,3 +53,37 @@ def reading(*channels, family="ulxd"):
     return ReceiverReading(
         family=family, device_id="RACKA", firmware="2.4.6", channels={c.number: c for c in channels}, latency_ms=3.0
     )
+
+
+def use_fast_polls(settings, *, interval: float = 0.5) -> None:
+    """Poll settings that keep loopback tests quick: short timeouts, 100 ms metering, quick back-off."""
+    settings.MICBOARD_POLL_INTERVAL = interval
+    settings.MICBOARD_REFRESH_INTERVAL = interval
+    settings.MICBOARD_POLL_TIMEOUT = 2.0
+    settings.MICBOARD_METER_RATE_MS = 100
+    settings.MICBOARD_OFFLINE_AFTER = 2
+    settings.MICBOARD_MAX_BACKOFF = 1.0
+
+
+def start_simulator(keys):
+    """Demo-rig devices on ephemeral loopback ports, values frozen (dynamics off) so tests can assert them."""
+    from micboard.simulators.rig import rig_device
+    from micboard.simulators.shure import SimulatedShureDevice, SimulatorThread
+
+    devices = [
+        SimulatedShureDevice(rig_device(k), host="127.0.0.1", port=0, dynamics=False, calculating_seconds=0)
+        for k in keys
+    ]
+    return SimulatorThread(devices).start()
+
+
+def receivers_for(sim, keys):
+    """Receivers pointing at the simulator's devices, named and modelled as in the demo rig."""
+    from micboard.simulators.rig import rig_device
+
+    out = {}
+    for key in keys:
+        rig = rig_device(key)
+        host, port = sim.address(key)
+        out[key] = make_receiver(name=rig.name, model=rig.model, host=host, port=port)
+    return out

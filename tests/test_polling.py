@@ -9,45 +9,23 @@ from django.core.cache import cache
 from micboard.models import Channel, Receiver
 from micboard.services import BoardService, DeviceService
 from micboard.simulators.rig import DEMO_RIG, rig_device
-from micboard.simulators.shure import SimulatedShureDevice, SimulatorThread
 from micboard.status import ChannelStatus as S
 from tasks.polling import CHAIN_KEY, poll_cycle, run_poll_cycle
-from tests.factories import make_receiver
+from tests.factories import receivers_for, start_simulator, use_fast_polls
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def fast_polls(settings):
-    settings.MICBOARD_POLL_TIMEOUT = 2.0
-    settings.MICBOARD_METER_RATE_MS = 100
-    settings.MICBOARD_OFFLINE_AFTER = 2
-    settings.MICBOARD_POLL_INTERVAL = 0.5
-    settings.MICBOARD_MAX_BACKOFF = 1.0
-
-
-def start_sim(keys, **kwargs):
-    devices = [
-        SimulatedShureDevice(rig_device(k), host="127.0.0.1", port=0, dynamics=False, calculating_seconds=0, **kwargs)
-        for k in keys
-    ]
-    return SimulatorThread(devices).start()
-
-
-def receivers_for(sim, keys):
-    out = {}
-    for key in keys:
-        rig = rig_device(key)
-        host, port = sim.address(key)
-        out[key] = make_receiver(name=rig.name, model=rig.model, host=host, port=port)
-    return out
+    use_fast_polls(settings)
 
 
 @pytest.fixture
 def small_rig(fast_polls):
     """ULX-D and Axient: fast families (100 ms metering) for multi-cycle tests."""
     keys = ["ulxd", "ad"]
-    sim = start_sim(keys)
+    sim = start_simulator(keys)
     yield sim, receivers_for(sim, keys)
     sim.stop()
 
@@ -62,7 +40,7 @@ def status_of(receiver):
 
 def test_one_cycle_reads_every_family_of_the_demo_rig(fast_polls):
     keys = [d.key for d in DEMO_RIG]
-    sim = start_sim(keys)
+    sim = start_simulator(keys)
     try:
         receivers = receivers_for(sim, keys)
         summary = run_poll_cycle()
@@ -132,7 +110,7 @@ def test_receiver_that_hangs_is_cut_off_by_its_timeout_while_others_are_read(sma
 
 
 def test_slxd_with_third_party_control_disabled_says_what_to_check(fast_polls):
-    sim = start_sim(["slxd"])
+    sim = start_simulator(["slxd"])
     try:
         receiver = receivers_for(sim, ["slxd"])["slxd"]
         sim.set_fault("slxd", "third_party_disabled")

@@ -299,7 +299,7 @@ def _offset_db(offset: int, limit: int) -> Callable[[str | None], int | None]:
 
 
 def _frequency(value: str | None) -> int | None:
-    """kHz, 6 digits (ULX/QLX/PSM) or 7 digits (AD/SLX); 0 is an unset placeholder [U]."""
+    """kHz, 6 digits (ULX/QLX/PSM) or 7 digits (AD/SLX); 0 marks "unset" [U]."""
     number = _int(value)
     return number or None
 

@@ -91,7 +91,7 @@ class Command(BaseCommand):
         loop = asyncio.get_running_loop()
         installed = []
         for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+            with contextlib.suppress(RuntimeError):  # also NotImplemented on Windows (a subclass)
                 loop.add_signal_handler(sig, stop.set)
                 installed.append(sig)
         try:
