@@ -148,3 +148,14 @@ def test_poll_cycle_task_runs_a_cycle_only_for_the_current_chain(small_rig):
     poll_cycle("current")
     assert BoardService.staleness() == ""
     assert Receiver.objects.online().count() == 2
+
+
+def test_watchdog_restarts_a_stopped_poller(small_rig):
+    from tasks.polling import poller_watchdog
+
+    assert BoardService.staleness() != ""  # nothing ran yet
+    poller_watchdog()  # starts a new chain; Huey runs its first cycle immediately in tests
+    assert BoardService.staleness() == ""
+    chain = cache.get(CHAIN_KEY)
+    poller_watchdog()  # a running poller is left alone
+    assert cache.get(CHAIN_KEY) == chain
