@@ -57,9 +57,11 @@ def page(browser):
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # Chromium reports Content-Security-Policy violations on the console ("Refused to ...").
+    page.on("console", lambda msg: errors.append(msg.text) if msg.text.startswith("Refused to") else None)
     yield page
     context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    assert not errors, f"JavaScript or CSP errors on the page: {errors}"
 
 
 @pytest.fixture

@@ -150,3 +150,9 @@ def test_setup_changes_through_services_reach_the_board_at_once(
         AssignmentService.assign(channel=rig.channels.get(number=2), performer="Priya Nair")
     response = grid(admin_client, etag=etag)
     assert response.status_code == 200 and "Priya Nair" in response.content.decode()
+
+
+def test_board_pages_send_a_strict_content_security_policy(admin_client, rig):
+    csp = admin_client.get(reverse("board"))["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "Content-Security-Policy" not in admin_client.get(reverse("admin:index"))
