@@ -81,7 +81,7 @@ def run_poll_cycle() -> CycleSummary:
             if DeviceService.record_poll_results(outcomes=batch, now=timezone.now()):
                 changed = True
                 BoardService.bump_version()
-        if not targets and DeviceService.refresh_statuses():  # peaks and PREV_* windows expire with time
+        if DeviceService.refresh_statuses():  # peaks and PREV_* windows expire with time, polled or not
             changed = True
             BoardService.bump_version()
     finally:

@@ -249,7 +249,7 @@ class DeviceService:
             fields = set().union(*(f for _, f in changed_tx.values()))
             Transmitter.objects.bulk_update(rows, sorted(fields))
             board_changed = board_changed or bool(fields - _BOOKKEEPING)
-        status_changed = DeviceService.refresh_statuses(now=now)
+        status_changed = DeviceService.refresh_statuses(now=now, receiver_ids=list(receivers))
         return board_changed or status_changed
 
     @staticmethod
@@ -304,15 +304,20 @@ class DeviceService:
             changed_tx[tx.pk] = (tx, tx_fields)
 
     @staticmethod
-    def refresh_statuses(*, now: datetime | None = None) -> bool:
-        """Recompute every channel's status (peaks and PREV_* windows expire with time).
+    def refresh_statuses(*, now: datetime | None = None, receiver_ids: Sequence[int] | None = None) -> bool:
+        """Recompute channel statuses (peaks and PREV_* windows also expire with time).
 
+        Args:
+            receiver_ids: only these receivers' channels; all channels when None.
         Returns:
             True when any status changed.
         """
         now = now or timezone.now()
+        channels = Channel.objects.select_related("receiver", "transmitter")
+        if receiver_ids is not None:
+            channels = channels.filter(receiver_id__in=receiver_ids)
         changed = []
-        for channel in Channel.objects.select_related("receiver", "transmitter"):
+        for channel in channels:
             receiver = channel.receiver
             tx = getattr(channel, "transmitter", None)
             status = compute_status(

@@ -25,7 +25,7 @@ class Command(BaseCommand):
     def handle(self, *args, host: str, port: int, speed: float, **options):
         commands = {
             "simulator": [sys.executable, MANAGE, "simulate", "--speed", str(speed)],
-            "poller": [sys.executable, MANAGE, "run_huey", "--flush-locks"],
+            "poller": [sys.executable, MANAGE, "run_huey"],
             "web": [sys.executable, MANAGE, "runserver", f"{host}:{port}", "--noreload", "--skip-checks"],
         }
         children: dict[str, subprocess.Popen] = {}
