@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8000
 HOST   ?= 127.0.0.1
 
-.PHONY: demo test lint chromium migrate clean
+.PHONY: demo test bench lint chromium migrate clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ chromium:
 ## test: the whole suite, end-to-end tests in Chromium included
 test: $(VENV)/.dev chromium
 	$(PY) -m pytest
+
+## bench: speed and memory figures (poll cycle, board refresh) on a throwaway data directory
+bench: $(VENV)/.runtime
+	@dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
+	MICBOARD_DATA_DIR="$$dir" $(PY) manage.py migrate --verbosity 0 && \
+	MICBOARD_DATA_DIR="$$dir" $(PY) manage.py benchmark $(BENCH_ARGS)
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

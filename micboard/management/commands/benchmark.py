@@ -1,0 +1,525 @@
+"""``python manage.py benchmark``: figures for the poll cycle and the board refresh (``make bench``).
+
+Speed and memory targets live here, not in timed tests. Everything runs through micboard's real code
+paths: simulated Shure receivers answer over real loopback TCP, ``run_poll_cycle()`` polls them and
+writes through the services, and Django's test ``Client`` requests the board grid through the full
+middleware stack. The command creates its own receivers and login and removes them at the end, even
+on error; it refuses a database that already holds receivers unless ``--force``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+import tracemalloc
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import django
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+from django.template.loader import get_template
+from django.test import Client, RequestFactory
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from micboard.models import AuditEntry, Manufacturer, RealTimeConnection, Receiver
+from micboard.services import BoardService, DeviceService
+from micboard.services.board import HEARTBEAT_KEY
+from micboard.simulators.rig import RigChannel, RigDevice
+from micboard.simulators.shure import SimulatedShureDevice, SimulatorThread
+from tasks.polling import run_poll_cycle
+from web.views import _board_context, _etag
+
+# Receiver models of the benchmark rig, used in turn; both have four channels with a bodypack each.
+MODELS = (("AD4Q", "ADX2"), ("ULXD4Q", "ULXD2"))
+CHANNELS_PER_RECEIVER = 4
+METER_RATE_MS = 100
+TEST_HOST = "testserver"  # the host Django's test Client sends
+
+
+def _rig(index: int) -> RigDevice:
+    """The ``index``-th benchmark receiver: distinct key, varied batteries so tiles get every colour."""
+    model, tx_model = MODELS[index % len(MODELS)]
+    channels = tuple(
+        RigChannel(
+            name=f"B{index:02d}C{n}"[:8],
+            performer="",
+            tx_model=tx_model,
+            battery_type="LION",
+            battery_percent=5 + (index * 37 + n * 23) % 95,
+        )
+        for n in range(1, CHANNELS_PER_RECEIVER + 1)
+    )
+    return RigDevice(
+        key=f"bench{index:03d}",
+        name=f"Bench {model} {index:03d}",
+        model=model,
+        device_id=f"BENCH{index:03d}",
+        octet=1,  # unused: every device listens on 127.0.0.1 with an ephemeral port
+        location="",
+        channels=channels,
+    )
+
+
+def _device(rig: RigDevice) -> SimulatedShureDevice:
+    return SimulatedShureDevice(rig, host="127.0.0.1", port=0, dynamics=True, chaos=True)
+
+
+def _simulator_child(rigs: Sequence[RigDevice], conn) -> None:
+    """Body of the simulator process: serve ``rigs`` until the parent says stop (or goes away)."""
+    try:
+        sim = SimulatorThread([_device(r) for r in rigs]).start()
+    except BaseException as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    try:
+        conn.send(("ok", {r.key: sim.address(r.key) for r in rigs}))
+        with contextlib.suppress(EOFError):
+            conn.recv()  # "stop", or EOF when the parent went away
+    finally:
+        sim.stop()
+
+
+class _Simulator:
+    """The benchmark rig, served from a child process (default) or a thread of this process."""
+
+    def __init__(self, rigs: Sequence[RigDevice], *, mode: str) -> None:
+        self.rigs = list(rigs)
+        self.mode = mode
+        self.addresses: dict[str, tuple[str, int]] = {}
+        self._thread: SimulatorThread | None = None
+        self._process = None
+        self._conn = None
+
+    def start(self) -> _Simulator:
+        if self.mode == "thread":
+            self._thread = SimulatorThread([_device(r) for r in self.rigs]).start()
+            self.addresses = {r.key: self._thread.address(r.key) for r in self.rigs}
+            return self
+        ctx = multiprocessing.get_context("fork")
+        parent, child = ctx.Pipe()
+        self._process = ctx.Process(target=_simulator_child, args=(self.rigs, child), daemon=True)
+        self._process.start()
+        self._conn = parent
+        child.close()
+        if not parent.poll(30):
+            raise CommandError("the simulator process did not start within 30 s")
+        status, payload = parent.recv()
+        if status != "ok":
+            raise CommandError(f"the simulator process failed to start: {payload}")
+        self.addresses = payload
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._thread.stop()
+            self._thread = None
+        if self._process is not None:
+            with contextlib.suppress(OSError):
+                self._conn.send("stop")
+            self._process.join(15)
+            if self._process.is_alive():
+                self._process.terminate()
+                self._process.join(5)
+            self._conn.close()
+            self._process = None
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def p95(values: Sequence[float]) -> float:
+    """Nearest-rank 95th percentile."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+def _ms(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+def _pair(values: Sequence[float]) -> str:
+    return f"{_ms(median(values))} / {_ms(p95(values))}"
+
+
+def _maxrss_kb() -> int:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss // 1024 if sys.platform == "darwin" else rss  # bytes on macOS, KiB elsewhere
+
+
+@dataclass
+class _Measured:
+    """Timings (ms) and SQL query counts of repeated runs of one code path."""
+
+    ms: list[float] = field(default_factory=list)
+    queries: list[int] = field(default_factory=list)
+
+    def run(self, fn: Callable[[], object]):
+        with CaptureQueriesContext(connection) as ctx:
+            start = time.perf_counter()
+            result = fn()
+            self.ms.append((time.perf_counter() - start) * 1000)
+        self.queries.append(len(ctx.captured_queries))
+        return result
+
+    def row(self) -> str:
+        return f"{_pair(self.ms):>15}  {_qpair(self.queries):>9}"
+
+
+def _qpair(counts: Sequence[int]) -> str:
+    if not counts:
+        return "-"
+    return f"{round(median(counts))}" if min(counts) == max(counts) else f"{round(median(counts))}/{max(counts)}"
+
+
+def _sizes(values: Sequence[int], name: str) -> list[int]:
+    if not values or any(v < 1 for v in values):
+        raise CommandError(f"--{name} takes positive numbers")
+    return sorted(set(values))
+
+
+class Command(BaseCommand):
+    help = (
+        "Print speed and memory figures of the poll cycle and the board refresh, measured on simulated "
+        "receivers over loopback TCP. Creates and removes its own receivers and login."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--receivers", nargs="+", type=int, default=[6, 24, 48], metavar="N",
+            help="poll-cycle sizes: simulated receivers (AD4Q and ULXD4Q in turn, 4 channels each; default 6 24 48)",
+        )
+        parser.add_argument(
+            "--channels", nargs="+", type=int, default=[16, 64, 128], metavar="C",
+            help="board sizes in channels (rounded up to whole receivers; default 16 64 128)",
+        )
+        parser.add_argument(
+            "--repeat", type=int, default=10, metavar="R", help="measured poll cycles per size (default 10)"
+        )
+        parser.add_argument(
+            "--requests", type=int, default=50, metavar="Q",
+            help="measured requests (or renders) per board figure (default 50)",
+        )
+        parser.add_argument(
+            "--poll-timeout", type=float, default=3.0, metavar="S",
+            help="MICBOARD_POLL_TIMEOUT for the run, seconds (default 3)",
+        )
+        parser.add_argument(
+            "--simulator", choices=("process", "thread"), default="process",
+            help="serve the simulated receivers from a child process (default: they do not compete with the "
+            "measured code for the GIL) or from a thread of this process",
+        )
+        parser.add_argument(
+            "--force", action="store_true",
+            help="run even though the database holds receivers (their active ones are polled too)",
+        )
+
+    def handle(self, *args, **options) -> None:
+        receivers = _sizes(options["receivers"], "receivers")
+        boards = _sizes(options["channels"], "channels")
+        repeat, requests = options["repeat"], options["requests"]
+        if repeat < 1 or requests < 1:
+            raise CommandError("--repeat and --requests must be at least 1")
+        if options["poll_timeout"] <= 0:
+            raise CommandError("--poll-timeout must be positive")
+        mode = options["simulator"]
+        if mode == "process" and "fork" not in multiprocessing.get_all_start_methods():
+            mode = "thread"
+        existing = Receiver.objects.count()
+        if existing and not options["force"]:
+            raise CommandError(
+                f"The database holds {existing} receiver(s). The benchmark creates and deletes data: run it "
+                "on a throwaway database (`make bench`), or pass --force."
+            )
+        _Run(
+            self, receivers=receivers, boards=boards, repeat=repeat, requests=requests,
+            poll_timeout=options["poll_timeout"], mode=mode, existing=existing,
+        ).execute()
+
+    def line(self, text: str = "") -> None:
+        self.stdout.write(text)
+
+
+class _Run:
+    """One benchmark run: set-up, the two sections, and a clean-up that always happens."""
+
+    def __init__(self, command: Command, *, receivers, boards, repeat, requests, poll_timeout, mode, existing):
+        self.out = command.line
+        self.style = command.style
+        self.receiver_sizes = receivers
+        self.board_sizes = boards
+        self.repeat = repeat
+        self.requests = requests
+        self.poll_timeout = poll_timeout
+        self.mode = mode
+        self.existing = existing
+        pool = max(max(receivers), math.ceil(max(boards) / CHANNELS_PER_RECEIVER))
+        self.rigs = [_rig(i) for i in range(1, pool + 1)]
+        self.simulator = _Simulator(self.rigs, mode=mode)
+        self.mine: list[Receiver] = []
+        self.user = None
+        self.client: Client | None = None
+        self.traced_peak = 0
+
+    # ------------------------------------------------------------ set-up and clean-up
+
+    def execute(self) -> None:
+        saved = {
+            name: getattr(settings, name)
+            for name in ("MICBOARD_METER_RATE_MS", "MICBOARD_POLL_TIMEOUT", "ALLOWED_HOSTS")
+        }
+        self.audit_floor = AuditEntry.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+        self.had_shure = Manufacturer.objects.filter(name="Shure").exists()
+        self.heartbeat_before = cache.get(HEARTBEAT_KEY)
+        self.heartbeat_ours = None
+        try:
+            settings.MICBOARD_METER_RATE_MS = METER_RATE_MS
+            settings.MICBOARD_POLL_TIMEOUT = self.poll_timeout
+            if TEST_HOST not in settings.ALLOWED_HOSTS and "*" not in settings.ALLOWED_HOSTS:
+                settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, TEST_HOST]
+            self.simulator.start()
+            self.header()
+            self.poll_section()
+            self.board_section()
+            self.memory_section()
+        finally:
+            try:
+                self.clean_up()
+            finally:
+                self.simulator.stop()
+                for name, value in saved.items():
+                    setattr(settings, name, value)
+
+    def clean_up(self) -> None:
+        """Remove every row the run created; the board and the heartbeat are left as they were."""
+        if self.client is not None:
+            self.client.logout()  # deletes the session row
+        if self.user is not None:
+            self.user.delete()
+        ids = [r.pk for r in self.mine]
+        if ids:
+            Receiver.objects.filter(pk__in=ids).delete()  # channels, transmitters, connections cascade
+            AuditEntry.objects.filter(
+                pk__gt=self.audit_floor, model=Receiver._meta.verbose_name, object_id__in=[str(i) for i in ids]
+            ).delete()
+        if not self.had_shure:
+            Manufacturer.objects.filter(name="Shure", receivers__isnull=True).delete()
+        if self.heartbeat_ours is not None and cache.get(HEARTBEAT_KEY) == self.heartbeat_ours:
+            if self.heartbeat_before is None:
+                cache.delete(HEARTBEAT_KEY)
+            else:
+                cache.set(HEARTBEAT_KEY, self.heartbeat_before, timeout=None)
+        BoardService.bump_version()
+
+    def add_receivers(self, count: int) -> None:
+        """Make the first ``count`` benchmark receivers exist (created through DeviceService)."""
+        for rig in self.rigs[len(self.mine):count]:
+            host, port = self.simulator.addresses[rig.key]
+            self.mine.append(DeviceService.create_receiver(name=rig.name, model=rig.model, host=host, port=port))
+
+    def cycle(self) -> tuple[float, int, object, list[float]]:
+        """One run_poll_cycle(): (ms, SQL queries, summary, latencies of the receivers that answered)."""
+        started_at = timezone.now()
+        with CaptureQueriesContext(connection) as ctx:
+            start = time.perf_counter()
+            summary = run_poll_cycle()
+            ms = (time.perf_counter() - start) * 1000
+        self.heartbeat_ours = cache.get(HEARTBEAT_KEY)
+        latencies = list(
+            RealTimeConnection.objects.filter(
+                receiver__in=self.mine, last_success_at__gte=started_at, last_latency_ms__isnull=False
+            ).values_list("last_latency_ms", flat=True)
+        )
+        return ms, len(ctx.captured_queries), summary, latencies
+
+    # ------------------------------------------------------------ output
+
+    def header(self) -> None:
+        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        vendor = connection.vendor
+        if vendor == "sqlite":
+            import sqlite3
+
+            db = f"sqlite {sqlite3.sqlite_version} ({settings.DATABASES['default']['NAME']})"
+        elif vendor == "postgresql":
+            version = connection.pg_version
+            db = f"postgresql {version // 10000}.{version % 10000} ({settings.DATABASES['default'].get('HOST')})"
+        else:
+            db = vendor
+        self.out(self.style.MIGRATE_HEADING("micboard benchmark"))
+        self.out(
+            f"  machine    {os.cpu_count()} CPUs ({usable} usable), {platform.system()} {platform.release()} "
+            f"{platform.machine()}, Python {platform.python_version()}, Django {django.get_version()}"
+        )
+        self.out(f"  database   {db}")
+        self.out(f"  cache      {settings.CACHES['default']['BACKEND']}")
+        self.out(
+            f"  settings   MICBOARD_METER_RATE_MS={METER_RATE_MS}, MICBOARD_POLL_TIMEOUT={self.poll_timeout:g} "
+            f"(set at run time by this command), DEBUG={settings.DEBUG}"
+        )
+        where = "a child process" if self.mode == "process" else "a thread of this process (shares the GIL)"
+        self.out(
+            f"  simulator  {len(self.rigs)} receivers (AD4Q/ULXD4Q in turn, 4 channels each), 127.0.0.1 "
+            "ephemeral ports, dynamics and chaos on,"
+        )
+        self.out(f"             served from {where}")
+        self.out(
+            f"  figures    median / p95 of {self.repeat} poll cycle(s) per size and {self.requests} request(s) "
+            "per board figure"
+        )
+        self.out("             SQL counted with CaptureQueriesContext; timings taken with tracemalloc off")
+        if self.existing:
+            self.out(self.style.WARNING(
+                f"  --force    {self.existing} receiver(s) were already in the database: their active ones are "
+                "polled and shown too, so cycle and board figures include them"
+            ))
+
+    def poll_section(self) -> None:
+        self.out("")
+        self.out(self.style.MIGRATE_HEADING("Poll cycle: tasks.polling.run_poll_cycle() over loopback TCP"))
+        self.out(f"  {'rx':>4} {'ch':>5}  {'1st ms':>7}  {'cycle ms':>15}  {'rx latency ms':>15}  "
+                 f"{'SQL/cycle':>9}  {'failed':>8}")
+        for size in self.receiver_sizes:
+            self.add_receivers(size)
+            first_ms, _, _, _ = self.cycle()  # first poll of new receivers: every row is written
+            times: list[float] = []
+            queries: list[int] = []
+            latencies: list[float] = []
+            polled = failed = 0
+            for _ in range(self.repeat):
+                ms, count, summary, lat = self.cycle()
+                times.append(ms)
+                queries.append(count)
+                latencies.extend(lat)
+                polled += summary.polled
+                failed += summary.failed
+            self.out(f"  {size:>4} {size * CHANNELS_PER_RECEIVER:>5}  {_ms(first_ms):>7}  {_pair(times):>15}  "
+                     f"{_pair(latencies):>15}  {_qpair(queries):>9}  {f'{failed}/{polled}':>8}")
+        self.out("  1st ms: the cycle right after the receivers were added (not in the median)")
+        self.out("  rx latency: connect to first byte, per receiver and cycle (RealTimeConnection.last_latency_ms)")
+        self.out("  SQL/cycle: median, or median/max when it varies; failed: failed polls / polls")
+        self.rss_after_poll = _maxrss_kb()
+
+    def set_board_size(self, channels: int) -> int:
+        """Exactly the first ceil(C/4) benchmark receivers active and freshly polled; returns the tile count."""
+        count = math.ceil(channels / CHANNELS_PER_RECEIVER)
+        self.add_receivers(count)
+        DeviceService.set_active(receivers=self.mine[count:], active=False)
+        DeviceService.set_active(receivers=self.mine[:count], active=True)
+        DeviceService.request_poll(receivers=self.mine[:count])
+        run_poll_cycle()
+        self.heartbeat_ours = cache.get(HEARTBEAT_KEY)
+        return len(BoardService.board().tiles)
+
+    def board_section(self) -> None:
+        self.user = get_user_model().objects.create_user(f"benchmark-{uuid.uuid4().hex[:12]}", password=None)
+        self.client = Client()
+        self.client.force_login(self.user)
+        self.out("")
+        self.out(self.style.MIGRATE_HEADING("Board refresh: GET /board/grid/ through Django's test Client, logged in"))
+        self.out(f"  {'tiles':>5}  {'path':<36} {'ms':>15}  {'SQL':>9}  {'KB':>6}")
+        for channels in self.board_sizes:
+            self.measure_board(channels)
+        self.out("  SQL: queries per request (median, or median/max), the login's session and user lookups included")
+        self.out("  render only: template.render() of the grid partial from a cached BoardData, no view or middleware")
+        self.out("  KB: body of a 200 (the render is the same HTML)")
+
+    def grid(self, etag: str = ""):
+        """GET the grid as htmx does, optionally with the ETag of the client's copy."""
+        headers = {"HX-Request": "true"}
+        if etag:
+            headers["If-None-Match"] = etag
+        return self.client.get(reverse("board-grid"), headers=headers)
+
+    @staticmethod
+    def expect(response, status: int):
+        if response.status_code != status:
+            raise CommandError(f"/board/grid/ answered {response.status_code} where {status} was expected")
+        return response
+
+    def measure_board(self, channels: int) -> None:
+        tiles = self.set_board_size(channels)
+        BoardService.record_heartbeat()  # keeps the stale flag (part of the ETag) steady while measuring
+        self.heartbeat_ours = cache.get(HEARTBEAT_KEY)
+        etag = self.expect(self.grid(), 200)["ETag"]
+
+        not_modified = _Measured()
+        for _ in range(self.requests):
+            self.expect(not_modified.run(lambda: self.grid(etag)), 304)
+
+        rebuilt = _Measured()
+        size = 0
+        for _ in range(self.requests):
+            BoardService.bump_version()
+            size = len(self.expect(rebuilt.run(lambda: self.grid(etag)), 200).content)
+
+        cached = _Measured()
+        for _ in range(self.requests):
+            self.expect(cached.run(self.grid), 200)
+
+        template = get_template("micboard/board.html#grid")
+        request = RequestFactory().get(reverse("board-grid"), headers={"HX-Request": "true"})
+        request.user = self.user
+        stale = BoardService.staleness()
+        context = _board_context(request, group="", stale=stale, etag=_etag("", stale))
+        rendered = _Measured()
+        for _ in range(self.requests):
+            rendered.run(lambda: template.render(context, request))
+
+        def one_of_each() -> None:
+            current = self.expect(self.grid(), 200)["ETag"]
+            self.expect(self.grid(current), 304)
+            BoardService.bump_version()
+            self.expect(self.grid(current), 200)
+            template.render(context, request)
+
+        traced = self.traced(one_of_each)
+        self.traced_peak = max(self.traced_peak, traced)
+
+        kb = f"{size / 1024:.1f}"
+        self.out(f"  {tiles:>5}  {'304, ETag current':<36} {not_modified.row()}  {'0':>6}")
+        self.out(f"  {'':>5}  {'200 after bump_version (DB rebuild)':<36} {rebuilt.row()}  {kb:>6}")
+        self.out(f"  {'':>5}  {'200, tiles already cached':<36} {cached.row()}  {kb:>6}")
+        self.out(f"  {'':>5}  {'grid partial render only':<36} {rendered.row()}  {kb:>6}")
+        self.out(f"  {'':>5}  {'tracemalloc peak, one of each above':<36} {f'{traced / 1024:.0f} KB':>15}")
+
+    @staticmethod
+    def traced(fn: Callable[[], object]) -> int:
+        """Peak bytes traced by tracemalloc while ``fn`` runs (separate pass: tracing slows everything)."""
+        slow_log = logging.getLogger("web.requests")  # traced requests are slow by design: no warnings
+        level = slow_log.level
+        slow_log.setLevel(logging.ERROR)
+        tracemalloc.start()
+        try:
+            tracemalloc.reset_peak()
+            fn()
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            slow_log.setLevel(level)
+
+    def memory_section(self) -> None:
+        self.out("")
+        self.out(self.style.MIGRATE_HEADING("Memory"))
+        where = "the simulator's process not included" if self.mode == "process" else "simulator included"
+        self.out(f"  peak RSS after the poll section   {self.rss_after_poll / 1024:>7.1f} MB ({where})")
+        self.out(f"  peak RSS after the board section  {_maxrss_kb() / 1024:>7.1f} MB")
+        self.out(f"  tracemalloc peak, board section   {self.traced_peak / 1024 / 1024:>7.2f} MB "
+                 "(largest of the traced passes above)")
