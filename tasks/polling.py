@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -55,37 +57,64 @@ async def _poll_one(target: PollTarget, *, timeout: float, meter_rate_ms: int) -
     return PollOutcome(target.receiver_id, reading=reading)
 
 
+def _poll_in_background(targets: list[PollTarget], results: queue.SimpleQueue) -> threading.Thread:
+    """Poll every target concurrently on an event loop of its own thread, queueing each outcome.
+
+    The loop never waits for the database, and the ORM stays in the caller's thread (and transaction).
+    ``None`` on the queue means every poll has finished.
+    """
+
+    async def poll_all() -> None:
+        async def one(target: PollTarget) -> None:
+            results.put(
+                await _poll_one(
+                    target, timeout=settings.MICBOARD_POLL_TIMEOUT, meter_rate_ms=settings.MICBOARD_METER_RATE_MS
+                )
+            )
+
+        await asyncio.gather(*(one(t) for t in targets))
+
+    def run() -> None:
+        try:
+            asyncio.run(poll_all())
+        finally:
+            results.put(None)
+
+    thread = threading.Thread(target=run, name="micboard-poll", daemon=True)
+    thread.start()
+    return thread
+
+
 def run_poll_cycle() -> CycleSummary:
     """One poll cycle: poll due receivers concurrently, write what changed, bump the board version.
 
-    Results are written as they arrive: the event loop is paused between batches so the ORM runs
-    synchronously in this thread, and a receiver that answers quickly is on the board without
-    waiting for a dead one to time out.
+    Each result is written as soon as it arrives (results that arrive together are written together),
+    so a receiver that answers quickly is on the board without waiting for a dead one to time out.
     """
     start = time.monotonic()
     targets = DeviceService.due_targets()
     outcomes: list[PollOutcome] = []
     changed = False
-    loop = asyncio.new_event_loop()
-    try:
-        pending = {
-            loop.create_task(
-                _poll_one(t, timeout=settings.MICBOARD_POLL_TIMEOUT, meter_rate_ms=settings.MICBOARD_METER_RATE_MS)
-            )
-            for t in targets
-        }
-        while pending:
-            done, pending = loop.run_until_complete(asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED))
-            batch = [task.result() for task in done]
-            outcomes.extend(batch)
-            if DeviceService.record_poll_results(outcomes=batch, now=timezone.now()):
-                changed = True
-                BoardService.bump_version()
-        if DeviceService.refresh_statuses():  # peaks and PREV_* windows expire with time, polled or not
-            changed = True
-            BoardService.bump_version()
-    finally:
-        loop.close()
+    if targets:
+        results: queue.SimpleQueue = queue.SimpleQueue()
+        poller = _poll_in_background(targets, results)
+        try:
+            finished = False
+            while not finished:
+                batch = [results.get()]
+                while not results.empty():
+                    batch.append(results.get())
+                finished = None in batch
+                batch = [outcome for outcome in batch if outcome is not None]
+                if batch and DeviceService.record_poll_results(outcomes=batch, now=timezone.now()):
+                    changed = True
+                    BoardService.bump_version()
+                outcomes.extend(batch)
+        finally:
+            poller.join()  # polls end within their timeout; never start the next cycle beside them
+    if DeviceService.refresh_statuses():  # peaks and PREV_* windows expire with time, polled or not
+        changed = True
+        BoardService.bump_version()
     BoardService.record_heartbeat()
     for outcome in outcomes:
         if outcome.error:

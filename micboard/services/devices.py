@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection as db_connection
+from django.db import models, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -73,6 +75,36 @@ class PollOutcome:
     receiver_id: int
     reading: ReceiverReading | None = None
     error: str = ""
+
+
+def save_changes(changes: Iterable[tuple[models.Model, Iterable[str]]]) -> None:
+    """Write each row's changed fields, with one ``executemany`` per model and field set.
+
+    Django's ``bulk_update`` builds a CASE WHEN expression per row and field; at board sizes that
+    Python work cost several times the UPDATEs themselves (see ``make bench``). Rows that changed the
+    same fields share one prepared statement instead, which psycopg 3 pipelines into one round trip.
+    Like ``bulk_update``, this sends no signals and leaves ``auto_now`` fields alone.
+    """
+    groups: dict[tuple[type[models.Model], tuple[str, ...]], list[models.Model]] = defaultdict(list)
+    for obj, fields in changes:
+        if fields:
+            groups[(type(obj), tuple(sorted(fields)))].append(obj)
+    if not groups:
+        return
+    quote = db_connection.ops.quote_name
+    with db_connection.cursor() as cursor:
+        for (model, fields), rows in groups.items():
+            meta = model._meta
+            columns = [meta.get_field(name) for name in fields]
+            assignments = ", ".join(f"{quote(c.column)} = %s" for c in columns)
+            sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"  # noqa: S608 (names from model metadata, values are parameters)
+            cursor.executemany(
+                sql,
+                [
+                    [c.get_db_prep_save(getattr(row, c.attname), db_connection) for c in columns] + [row.pk]
+                    for row in rows
+                ],
+            )
 
 
 def _set(obj, field: str, value, changed: set[str]) -> None:
@@ -201,11 +233,7 @@ class DeviceService:
         )
         channel_map: dict[tuple[int, int], Channel] = {(c.receiver_id, c.number): c for c in channels}
 
-        changed_receivers: dict[int, set[str]] = {}
-        changed_channels: dict[int, tuple[Channel, set[str]]] = {}
-        changed_tx: dict[int, tuple[Transmitter, set[str]]] = {}
-        board_changed = False
-
+        changes: list[tuple[models.Model, set[str]]] = []
         for receiver_id, outcome in by_id.items():
             receiver = receivers.get(receiver_id)
             if receiver is None:
@@ -230,35 +258,21 @@ class DeviceService:
                     channel = channel_map.get((receiver_id, number))
                     if channel is None:
                         continue  # a channel the model doesn't have (tolerated, not stored)
-                    DeviceService._apply_channel(channel, ch_reading, now, changed_channels, changed_tx)
+                    DeviceService._apply_channel(channel, ch_reading, now, changes)
+            changes.append((connection, set(ConnectionHealthService.POLL_FIELDS)))
             if fields:
-                changed_receivers[receiver_id] = fields
-                board_changed = board_changed or bool(fields - _BOOKKEEPING)
+                changes.append((receiver, fields))
 
-        if changed_receivers:
-            Receiver.objects.bulk_update(
-                [receivers[i] for i in changed_receivers], sorted(set().union(*changed_receivers.values()))
-            )
-        RealTimeConnection.objects.bulk_update(list(connections.values()), ConnectionHealthService.POLL_FIELDS)
-        if changed_channels:
-            rows = [c for c, _ in changed_channels.values()]
-            Channel.objects.bulk_update(rows, sorted(set().union(*(f for _, f in changed_channels.values()))))
-            board_changed = True
-        if changed_tx:
-            rows = [t for t, _ in changed_tx.values()]
-            fields = set().union(*(f for _, f in changed_tx.values()))
-            Transmitter.objects.bulk_update(rows, sorted(fields))
-            board_changed = board_changed or bool(fields - _BOOKKEEPING)
+        save_changes(changes)
+        board_changed = any(
+            not isinstance(obj, RealTimeConnection) and fields - _BOOKKEEPING for obj, fields in changes
+        )
         status_changed = DeviceService.refresh_statuses(now=now, receiver_ids=list(receivers))
         return board_changed or status_changed
 
     @staticmethod
     def _apply_channel(
-        channel: Channel,
-        reading: ChannelReading,
-        now: datetime,
-        changed_channels: dict[int, tuple[Channel, set[str]]],
-        changed_tx: dict[int, tuple[Transmitter, set[str]]],
+        channel: Channel, reading: ChannelReading, now: datetime, changes: list[tuple[models.Model, set[str]]]
     ) -> None:
         if reading.number != channel.number:
             raise InvalidReadingError(f"Reading for channel {reading.number} applied to channel {channel.number}")
@@ -270,7 +284,7 @@ class DeviceService:
         if reading.group_channel is not None:
             _set(channel, "group_channel", reading.group_channel[:16], fields)
         if fields:
-            changed_channels[channel.pk] = (channel, fields)
+            changes.append((channel, fields))
 
         try:
             tx = channel.transmitter
@@ -301,7 +315,7 @@ class DeviceService:
                 tx.last_battery_at = now
                 tx_fields.add("last_battery_at")
         if tx_fields:
-            changed_tx[tx.pk] = (tx, tx_fields)
+            changes.append((tx, tx_fields))
 
     @staticmethod
     def refresh_statuses(*, now: datetime | None = None, receiver_ids: Sequence[int] | None = None) -> bool:
@@ -335,6 +349,5 @@ class DeviceService:
                 channel.status = status
                 channel.status_changed_at = now
                 changed.append(channel)
-        if changed:
-            Channel.objects.bulk_update(changed, ["status", "status_changed_at"])
+        save_changes((channel, {"status", "status_changed_at"}) for channel in changed)
         return bool(changed)
