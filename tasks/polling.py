@@ -1,4 +1,4 @@
-"""Polling: one cycle polls every due receiver concurrently, then applies the results.
+"""Polling: one cycle polls every due receiver concurrently and writes each result as it arrives.
 
 Huey's periodic tasks run at most once a minute, so the cycle is a task that
 re-schedules itself every MICBOARD_POLL_INTERVAL seconds. Exactly one such chain
@@ -25,7 +25,7 @@ from huey import crontab
 from huey.contrib.djhuey import HUEY, db_periodic_task, db_task
 
 from micboard.drivers import get_driver
-from micboard.exceptions import DriverError, MicboardError
+from micboard.exceptions import MicboardError
 from micboard.services import BoardService, DeviceService, PollOutcome, PollTarget
 
 logger = logging.getLogger("tasks.polling")
@@ -50,10 +50,13 @@ async def _poll_one(target: PollTarget, *, timeout: float, meter_rate_ms: int) -
             poll(target.host, target.port, model=target.model, timeout=timeout, meter_rate_ms=meter_rate_ms),
             timeout + 2,
         )
-    except (DriverError, MicboardError) as exc:
+    except MicboardError as exc:  # DriverError, or ConfigurationError for an unknown driver
         return PollOutcome(target.receiver_id, error=str(exc))
     except TimeoutError:
         return PollOutcome(target.receiver_id, error=f"{target.host}:{target.port} did not finish within {timeout} s")
+    except Exception:  # a driver bug must not cost the other receivers their readings
+        logger.exception("driver %s failed on %s:%s", target.driver, target.host, target.port)
+        return PollOutcome(target.receiver_id, error="internal driver error (see the poller's log)")
     return PollOutcome(target.receiver_id, reading=reading)
 
 
