@@ -156,3 +156,28 @@ def test_board_pages_send_a_strict_content_security_policy(admin_client, rig):
     csp = admin_client.get(reverse("board"))["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     assert "Content-Security-Policy" not in admin_client.get(reverse("admin:index"))
+
+
+def test_every_screen_shares_one_render_per_board_version(client, django_user_model, rig, monkeypatch):
+    from django.template.loader import render_to_string
+
+    from web import views
+
+    renders = []
+
+    def counting_render(*args, **kwargs):  # a spy on Django's renderer, which still does the work
+        renders.append(args[0])
+        return render_to_string(*args, **kwargs)
+
+    monkeypatch.setattr(views, "render_to_string", counting_render)
+    screens = []
+    for name in ("foh", "monitors"):
+        screen = type(client)()
+        screen.force_login(django_user_model.objects.create_user(name))
+        screens.append(screen)
+    first, second = (grid(s) for s in screens)
+    assert first.content == second.content and first["ETag"] == second["ETag"]
+    assert renders == ["micboard/board.html#grid"]
+    BoardService.bump_version()
+    assert grid(screens[1]).status_code == 200 and grid(screens[0]).status_code == 200
+    assert len(renders) == 2  # one render per board version, not per screen

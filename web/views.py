@@ -5,8 +5,10 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
+from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
@@ -15,6 +17,8 @@ from django_htmx.http import HttpResponseClientRedirect
 from micboard.exceptions import DeviceNotFoundError
 from micboard.models import Receiver
 from micboard.services import BoardService
+
+GRID_HTML_TIMEOUT = 300  # seconds; versions make a cached grid exact, this only bounds the cache's size
 
 
 def _group_url(name: str, slug: str) -> str:
@@ -70,8 +74,14 @@ def board_grid(request: HttpRequest) -> HttpResponse:
     if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
         response = HttpResponseNotModified()
     else:
-        context = _board_context(request, group=group, stale=stale, etag=etag)
-        response = render(request, "micboard/board.html#grid", context)
+        # The grid holds nothing user-specific, so every screen shares one render per board version.
+        key = f"micboard:board:grid-html:{etag}"
+        html = cache.get(key)
+        if html is None:
+            context = _board_context(request, group=group, stale=stale, etag=etag)
+            html = render_to_string("micboard/board.html#grid", context, request)
+            cache.set(key, html, timeout=GRID_HTML_TIMEOUT)
+        response = HttpResponse(html)
     response["ETag"] = etag
     response["Cache-Control"] = "no-cache, private"
     response["Vary"] = "Cookie, HX-Request"
