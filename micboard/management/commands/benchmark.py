@@ -496,7 +496,7 @@ class _Run:
         kb = f"{size / 1024:.1f}"
         self.out(f"  {tiles:>5}  {'304, ETag current':<36} {not_modified.row()}  {'0':>6}")
         self.out(f"  {'':>5}  {'200 after bump_version (DB rebuild)':<36} {rebuilt.row()}  {kb:>6}")
-        self.out(f"  {'':>5}  {'200, tiles already cached':<36} {cached.row()}  {kb:>6}")
+        self.out(f"  {'':>5}  {'200, another screen rendered it':<36} {cached.row()}  {kb:>6}")
         self.out(f"  {'':>5}  {'grid partial render only':<36} {rendered.row()}  {kb:>6}")
         self.out(f"  {'':>5}  {'tracemalloc peak, one of each above':<36} {f'{traced / 1024:.0f} KB':>15}")
 
