@@ -48,10 +48,6 @@ _METER_FIELDS = {
     "audio_percent": "audio_percent",
     "antennas": "antennas",
 }
-_TX_UPDATE_FIELDS = [
-    "present", "runtime_state", "last_seen", "last_peak_at", "last_battery_bars", "last_battery_percent",
-    "last_runtime_minutes", "last_battery_at", *_TX_FIELDS.values(), *_METER_FIELDS.values(),
-]
 # Written on every successful poll; on their own they change nothing a user sees.
 _BOOKKEEPING = {"last_seen", "last_battery_at"}
 _BLANK_STRING_FIELDS = {"model", "battery_type", "antennas", "runtime_state"}
