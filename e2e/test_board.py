@@ -43,6 +43,20 @@ def test_stopped_receiver_shows_rx_com_error_and_recovers(logged_in, poller, rig
     expect(ad_tiles[0]).to_have_attribute("data-status", "GOOD", timeout=WITHIN_MS + 2000)
 
 
+def test_axient_tile_shows_a_rf_bar_per_antenna(logged_in, poller, rig):
+    page = logged_in
+    romeo, lead = tile(page, rig["ad"], 1), tile(page, rig["ulxd"], 1)
+    bars = romeo.get_by_role("meter", name="RF antenna")
+    expect(bars).to_have_count(2, timeout=WITHIN_MS)
+    expect(bars.first).to_have_accessible_name("RF antenna A, active")
+    expect(bars.nth(1)).to_be_visible()
+    expect(romeo.get_by_role("meter", name="RF level")).to_have_count(0)
+    expect(lead.get_by_role("meter", name="RF antenna")).to_have_count(0)  # ULX-D: one RF figure
+    expect(lead.get_by_role("meter", name="RF level", exact=True)).to_be_visible()
+    box = romeo.locator(".meter-row").first.bounding_box()
+    assert box is not None and box["height"] == lead.locator(".meter-row").first.bounding_box()["height"]
+
+
 def test_hostile_channel_name_from_a_device_is_shown_as_text(logged_in, poller, rig, simulator):
     page = logged_in
     # Receivers refuse < and > in names, but allow quotes and &: an unescaped page would show "'& here.

@@ -140,6 +140,8 @@ class Transmitter(models.Model):
     audio_dbfs = models.FloatField(null=True, blank=True)
     audio_percent = models.PositiveSmallIntegerField(null=True, blank=True)
     antennas = models.CharField(max_length=8, blank=True)  # one char per antenna: A/I/X/R
+    # RF level (%) per antenna in device order, comma-separated ("72,65"); "" when the family reports one figure.
+    rf_antennas = models.CharField(max_length=32, blank=True)
     tx_offset_db = models.SmallIntegerField(null=True, blank=True)
     quality = models.PositiveSmallIntegerField(null=True, blank=True)
     muted = models.BooleanField(null=True, blank=True)  # transmitter mute switch

@@ -12,7 +12,14 @@ def make_receiver(name="Rack A", model="ULXD4Q", host="127.0.0.1", port=None, **
     return DeviceService.create_receiver(name=name, model=model, host=host, port=port or next(_port), **kwargs)
 
 
-def pack_on(number, *, bars=5, percent=None, minutes=300, name=None, peak=False, rf_dbm=-55.0, audio_dbfs=-20.0):
+def pack_on(
+    number, *, bars=5, percent=None, minutes=300, name=None, peak=False, rf_dbm=-55.0, audio_dbfs=-20.0,
+    antenna_dbm=None, antennas="AI",
+):
+    """A pack switched on. ``antenna_dbm`` (one dBm per antenna, as AD reports) sets the per-antenna levels
+    and makes ``rf_dbm`` their strongest."""
+    if antenna_dbm is not None:
+        rf_dbm = max(antenna_dbm)
     return ChannelReading(
         number=number,
         name=name if name is not None else f"Ch {number}",
@@ -26,7 +33,8 @@ def pack_on(number, *, bars=5, percent=None, minutes=300, name=None, peak=False,
         tx_offset_db=0,
         rf_dbm=rf_dbm,
         rf_percent=rf_percent_from_dbm(rf_dbm),
-        antennas="AI",
+        rf_antenna_percents=tuple(rf_percent_from_dbm(d) for d in antenna_dbm) if antenna_dbm else None,
+        antennas=antennas,
         audio_dbfs=audio_dbfs,
         audio_percent=audio_percent_from_dbfs(audio_dbfs),
         audio_peak=peak,

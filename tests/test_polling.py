@@ -60,7 +60,11 @@ def test_one_cycle_reads_every_family_of_the_demo_rig(fast_polls):
     lead = tiles(receivers["ulxd"])[1].transmitter
     assert lead.present and lead.battery_bars == 5 and lead.battery_percent == 96 and lead.model == "ULXD2"
     assert lead.rf_percent is not None and lead.antennas
-    assert tiles(receivers["ad"])[1].transmitter.quality is not None  # Axient reports quality
+    assert lead.rf_antennas == ""  # ULX-D reports one RF figure, not one per antenna
+    romeo = tiles(receivers["ad"])[1].transmitter
+    assert romeo.quality is not None  # Axient reports quality
+    levels = [int(v) for v in romeo.rf_antennas.split(",")]  # and the RF level of each antenna
+    assert len(levels) == 2 and max(levels) == romeo.rf_percent
     assert status_of(receivers["psm"]) == [S.GOOD, S.GOOD]  # IEM transmitter answering
     assert status_of(receivers["slxd"]) == [S.GOOD, S.REPLACE]
     assert all(c["meter_rate"] == 0 for c in qlxd["channels"]), "metering left on"

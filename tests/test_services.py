@@ -1,5 +1,6 @@
 """Services: setup, applying poll results, health bookkeeping, assignments."""
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -68,6 +69,30 @@ def test_same_reading_again_changes_nothing_the_board_shows():
     now = timezone.now()
     assert apply(receiver, pack_on(1), now=now) is True
     assert apply(receiver, pack_on(1), now=now + timedelta(seconds=2)) is False
+
+
+def test_per_antenna_rf_is_stored_and_the_same_levels_again_change_nothing():
+    receiver = make_receiver(model="AD4D")
+    now = timezone.now()
+    assert apply(receiver, pack_on(1, antenna_dbm=(-57.0, -61.0), antennas="AA"), now=now) is True
+    tx = receiver.channels.get(number=1).transmitter
+    assert tx.rf_antennas == "72,65" and tx.rf_percent == 72  # the strongest antenna
+    same = pack_on(1, antenna_dbm=(-57.0, -61.0), antennas="AA")
+    assert apply(receiver, same, now=now + timedelta(seconds=2)) is False
+    assert apply(receiver, pack_on(1, antenna_dbm=(-57.0, -80.0), antennas="AA"), now=now + timedelta(seconds=4))
+    assert receiver.channels.get(number=1).transmitter.rf_antennas == "72,33"
+    # A reading with one RF figure (or none per antenna) leaves nothing stale behind.
+    apply(receiver, pack_on(1), now=now + timedelta(seconds=6))
+    assert receiver.channels.get(number=1).transmitter.rf_antennas == ""
+
+
+def test_per_antenna_rf_is_kept_when_a_poll_carried_no_meter_reading():
+    receiver = make_receiver(model="AD4D")
+    now = timezone.now()
+    apply(receiver, pack_on(1, antenna_dbm=(-57.0, -61.0)), now=now)
+    unmetered = replace(pack_on(1), metered=False)  # GET ALL answered, no SAMPLE before the deadline
+    assert apply(receiver, unmetered, now=now + timedelta(seconds=2)) is False
+    assert receiver.channels.get(number=1).transmitter.rf_antennas == "72,65"
 
 
 def test_unknown_values_are_stored_as_null_never_as_sentinels():

@@ -316,6 +316,12 @@ def test_ulxd_sample():
     assert ch.metered is True
 
 
+def test_ulxd_reports_one_rf_figure_not_one_per_antenna():
+    ch = channel(ULXD, "< SAMPLE 1 ALL AX 092 031 >")
+    assert ch.rf_percent is not None
+    assert ch.rf_antenna_percents is None
+
+
 def test_ulxd_sample_antenna_b_and_rf_window():
     ch = channel(ULXD, "< SAMPLE 1 ALL XB 058 020 >")
     assert ch.antennas == "IA"
@@ -449,6 +455,7 @@ def test_slxd_sample():
     assert ch.rf_dbm == -34.0
     assert ch.rf_percent == 100
     assert ch.antennas is None
+    assert ch.rf_antenna_percents is None  # the documented SAMPLE has one RSSI
     assert ch.metered is True
 
 
@@ -463,6 +470,8 @@ def test_slxd_five_field_sample_by_field_count():
     ch = channel(SLXD, "< SAMPLE 1 ALL 090 080 050 064 A >")
     assert ch.rf_dbm == -56.0
     assert ch.audio_dbfs == -40.0
+    assert ch.rf_antenna_percents == (50, 73)  # -70 / -56 dBm, antenna A first
+    assert ch.rf_percent == 73
 
 
 @pytest.mark.parametrize("frame", ["< SAMPLE 1 ALL 102 102 >", "< SAMPLE 1 ALL 102 102 086 050 >"])
@@ -474,11 +483,26 @@ def test_slxd_wrong_field_count_raises(frame):
 def test_slxd_rssi_with_antenna_index():
     ch = channel(SLXD, "< REP 1 RSSI 1 083 >", "< REP 1 RSSI 2 064 >")
     assert ch.rf_dbm == -37.0  # strongest of -37 / -56
+    assert ch.rf_antenna_percents == (100, 73)
     assert ch.metered is False  # REPs from GET ALL are not a meter reading
 
 
 def test_slxd_rssi_without_antenna_index():
-    assert channel(SLXD, "< REP 1 RSSI 068 >").rf_dbm == -52.0
+    ch = channel(SLXD, "< REP 1 RSSI 068 >")
+    assert ch.rf_dbm == -52.0
+    assert ch.rf_antenna_percents is None  # one figure, no antenna to put it on
+
+
+def test_slxd_one_antenna_reported_is_no_per_antenna_reading():
+    assert channel(SLXD, "< REP 1 RSSI 2 064 >").rf_antenna_percents is None  # B alone would be labelled A
+
+
+def test_slxd_sample_keeps_the_per_antenna_rssi_of_the_same_poll():
+    # The documented SAMPLE has one RSSI; the GET ALL reply just before it gave one per antenna (§1.7).
+    ch = channel(SLXD, "< REP 1 RSSI 1 070 >", "< REP 1 RSSI 2 064 >", "< SAMPLE 1 ALL 090 080 071 >")
+    assert ch.rf_dbm == -49.0  # the SAMPLE's figure
+    assert ch.rf_antenna_percents == (83, 73)  # -50 / -56 dBm from the REPs
+    assert ch.metered is True
 
 
 def test_slxd_audio_level_reps():
@@ -569,6 +593,7 @@ def test_ad_standard_sample():
     assert ch.antennas == "AA"
     assert ch.rf_dbm == -34.0
     assert ch.rf_percent == 100
+    assert ch.rf_antenna_percents == (100, 75)  # -34 / -55 dBm
     assert ch.metered is True
 
 
@@ -582,6 +607,7 @@ def test_ad_idle_sample_captured_from_a_real_ad4q():
     assert ch.antennas == "XX"
     assert ch.rf_dbm == -108.0
     assert ch.rf_percent == 0
+    assert ch.rf_antenna_percents == (0, 0)  # noise floor on both antennas, still two levels
     assert ch.audio_dbfs == -87.0  # RMS above peak: odd but real
     assert ch.audio_percent == 13
     assert ch.audio_peak is False
@@ -595,6 +621,7 @@ def test_ad_quadversity_sample():
     assert ch.antennas == "AAAA"
     assert ch.quality == 4
     assert ch.rf_dbm == -37.0
+    assert ch.rf_antenna_percents == (100, 80, 82, 87)  # A B C D: -37 -52 -51 -48 dBm
 
 
 def test_ad_fd_c_sample_with_second_rf_section():
@@ -604,6 +631,7 @@ def test_ad_fd_c_sample_with_second_rf_section():
     ch = channel(AXIENT, frame, channels=2)
     assert ch.antennas == "AA"
     assert ch.rf_dbm == -30.0
+    assert ch.rf_antenna_percents == (100, 67)  # per antenna, the stronger carrier: -30 / -60 dBm
 
 
 def test_ad_truncated_second_rf_section_is_tolerated():
@@ -648,6 +676,7 @@ def test_ad_rssi_and_antenna_reps():
         "< REP 1 AUDIO_LED_BITMAP 255 >",
     )
     assert ch.rf_dbm == -70.0
+    assert ch.rf_antenna_percents == (0, 50)  # -108 / -70 dBm
     assert ch.antennas == "ARXX"
     assert ch.audio_dbfs == -100.0
     assert ch.audio_peak is True
@@ -712,6 +741,7 @@ def test_psm1000_reports_unbraced():
     for ch in (one, two):
         assert ch.tx_present is None
         assert ch.battery_bars is None and ch.battery_percent is None and ch.battery_runtime_min is None
+        assert ch.rf_antenna_percents is None  # a transmitter: no RF reception at all
         assert ch.metered is False
 
 

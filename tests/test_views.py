@@ -1,5 +1,7 @@
 """The board over HTTP: login, tiles, the 304 path, constant queries, escaping, staleness."""
 
+from html.parser import HTMLParser
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -181,3 +183,61 @@ def test_every_screen_shares_one_render_per_board_version(client, django_user_mo
     BoardService.bump_version()
     assert grid(screens[1]).status_code == 200 and grid(screens[0]).status_code == 200
     assert len(renders) == 2  # one render per board version, not per screen
+
+
+class _TileMeters(HTMLParser):
+    """The meters of one tile as a screen reader announces them: (aria-label, aria-valuenow)."""
+
+    def __init__(self, channel_id):
+        super().__init__()
+        self.channel_id = str(channel_id)
+        self.inside = False
+        self.meters = []
+        self.levels = []  # the lvl-N class of each meter that has one (its drawn length, N = 5 % steps)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "article":
+            self.inside = attrs.get("data-channel-id") == self.channel_id
+        elif self.inside and attrs.get("role") == "meter":
+            self.meters.append((attrs.get("aria-label"), attrs.get("aria-valuenow")))
+            self.levels += [c for c in (attrs.get("class") or "").split() if c.startswith("lvl-")]
+
+    def handle_endtag(self, tag):
+        if tag == "article":
+            self.inside = False
+
+
+def tile_parser(html, channel):
+    parser = _TileMeters(channel.pk)
+    parser.feed(html)
+    return parser
+
+
+def tile_meters(html, channel):
+    return tile_parser(html, channel).meters
+
+
+def test_axient_tile_shows_one_rf_meter_per_antenna(admin_client, rig):
+    ad = make_receiver(name="Axient Cast", model="AD4D")
+    DeviceService.record_poll_results(outcomes=[PollOutcome(ad.pk, reading=reading(
+        pack_on(1, antenna_dbm=(-57.0, -61.0), antennas="AI"), family="axient"
+    ))])
+    BoardService.bump_version()
+    html = admin_client.get(reverse("board")).content.decode()
+    tile = tile_parser(html, ad.channels.get(number=1))
+    assert tile.meters == [("RF antenna A, active", "72"), ("RF antenna B, inactive", "65"), ("Audio level", "80")]
+    assert tile.levels == ["lvl-14", "lvl-13", "lvl-16"]  # drawn to the nearest 5 %, like the single RF meter
+    # A family with one RF figure keeps its single meter.
+    assert tile_meters(html, rig.channels.get(number=1))[0] == ("RF level", "75")
+
+
+def test_antenna_meters_go_with_the_receiver(admin_client):
+    ad = make_receiver(name="Axient Cast", model="AD4D")
+    outcome = PollOutcome(ad.pk, reading=reading(pack_on(1, antenna_dbm=(-57.0, -61.0)), family="axient"))
+    DeviceService.record_poll_results(outcomes=[outcome])
+    for _ in range(2):  # MICBOARD_OFFLINE_AFTER failures in a row
+        DeviceService.record_poll_results(outcomes=[PollOutcome(ad.pk, error="timed out")])
+    BoardService.bump_version()
+    html = admin_client.get(reverse("board")).content.decode()
+    assert tile_meters(html, ad.channels.get(number=1)) == [("RF level unknown", None), ("Audio level unknown", None)]

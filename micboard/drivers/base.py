@@ -42,6 +42,10 @@ class ChannelReading:
     audio_muted: bool | None = None  # receiver audio mute (PSM1000: RF mute)
     rf_dbm: float | None = None  # strongest antenna
     rf_percent: int | None = None  # clamp(100*(dBm+100)/60, 0, 100)
+    # Each antenna's RF level (rf_percent_from_dbm of its dBm), in device order (A, B, C, D); rf_percent is
+    # the strongest of them. None when the family reports a single RF figure (ULX-D, QLX-D, PSM1000, an SLX-D
+    # with only its 3-field SAMPLE) or the antennas reported are not a complete 1..n run of two or more.
+    rf_antenna_percents: tuple[int, ...] | None = None
     antennas: str | None = None  # e.g. "AI", "AR", "XX" (see ANTENNA_* above)
     audio_dbfs: float | None = None
     audio_percent: int | None = None  # clamp(100 + dBFS, 0, 100)

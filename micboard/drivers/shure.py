@@ -390,7 +390,8 @@ def psm_level_percent(value: str | None) -> int:
 #
 # A "fact" is a ChannelReading field name, or one of the helper facts below that ShureState combines:
 #   runtime     -> battery_runtime_min + battery_runtime_state
-#   rssi        -> per-antenna dBm (sub-index; 0 when the REP gives none); rf_dbm is the strongest
+#   rssi        -> per-antenna dBm (sub-index; 0 when the REP gives none); rf_dbm is the strongest, and the
+#                  indexed ones (antennas 1..n) also give rf_antenna_percents
 #   audio_peak_dbfs, audio_bitmap -> audio_peak
 #   level_l, level_r -> PSM1000 meter percent; audio_percent is the louder side
 # --------------------------------------------------------------------------------------------------------
@@ -499,7 +500,12 @@ _AUDIO_BITMAP_PEAK = 0x80  # AD / UHF-R bitmap bit 7
 
 @dataclass(frozen=True, slots=True)
 class SampleValues:
-    """What one SAMPLE says about its channel."""
+    """What one SAMPLE says about its channel.
+
+    ``rssi_dbm`` holds every RSSI the SAMPLE carries, in wire order (AD FD-C: both RF sections);
+    ``antenna_dbm`` holds one level per antenna (A, B, ...) when the layout reports them separately (AD, the
+    5-field SLX-D variant), else it is empty.
+    """
 
     rssi_dbm: tuple[float, ...]
     audio_dbfs: float | None
@@ -507,6 +513,7 @@ class SampleValues:
     audio_bitmap: int | None = None
     antennas: str | None = None
     quality: int | None = None
+    antenna_dbm: tuple[float, ...] = ()
 
 
 def _sample_ulx(tokens: tuple[str, ...]) -> SampleValues:
@@ -527,23 +534,27 @@ def _sample_ulx(tokens: tuple[str, ...]) -> SampleValues:
 
 def _sample_slx(tokens: tuple[str, ...]) -> SampleValues:
     # < SAMPLE 1 ALL 102 102 086 >: audPeak audRms rfRssi, all minus 120 [C]. A third-party mock emits
-    # peak rms rssi1 rssi2 antenna [U]: accepted by field count, its antenna letter ignored.
+    # peak rms rssi1 rssi2 antenna [U]: accepted by field count, its antenna letter ignored. Only that variant
+    # gives a level per antenna; the documented one gives a single figure.
     if len(tokens) == 3:
         rssi = (tokens[2],)
     elif len(tokens) == 5:
         rssi = (tokens[2], tokens[3])
     else:
         raise ProtocolError(f"SLX-D SAMPLE needs 3 (or 5) fields, got {len(tokens)}")
+    rssi_dbm = tuple(float(_int(v) - 120) for v in rssi)
     return SampleValues(
-        rssi_dbm=tuple(float(_int(v) - 120) for v in rssi),
+        rssi_dbm=rssi_dbm,
         audio_dbfs=float(_int(tokens[1]) - 120),
         audio_peak_dbfs=float(_int(tokens[0]) - 120),
+        antenna_dbm=rssi_dbm if len(rssi_dbm) > 1 else (),
     )
 
 
 def _sample_ad(tokens: tuple[str, ...]) -> SampleValues:
     # < SAMPLE 1 ALL qual audBitmap audPeak audRms rfAntStats (rfBitmap rfRssi) x N >, N = len(rfAntStats);
-    # FD-C appends a second "rfAntStats (bitmap rssi) x N" section, parsed only if complete [M].
+    # FD-C appends a second "rfAntStats (bitmap rssi) x N" section, parsed only if complete [M]. Both sections
+    # describe the same antennas (one per carrier), so an antenna's level is the stronger of its two [U].
     if len(tokens) < 5:
         raise ProtocolError(f"AD SAMPLE needs at least 5 fields, got {len(tokens)}")
     quality_raw = _int(tokens[0])
@@ -553,6 +564,9 @@ def _sample_ad(tokens: tuple[str, ...]) -> SampleValues:
     if len(tokens) > second_start:
         with contextlib.suppress(ProtocolError):
             sections.append(_ad_rf_section(tokens, second_start))
+    per_antenna = tuple(
+        max(section[i] for section in sections if i < len(section)) for i in range(len(sections[0]))
+    )
     return SampleValues(
         rssi_dbm=tuple(dbm for section in sections for dbm in section),
         audio_dbfs=float(_int(tokens[3]) - 120),
@@ -560,6 +574,7 @@ def _sample_ad(tokens: tuple[str, ...]) -> SampleValues:
         audio_bitmap=_int(tokens[1]),
         antennas=antennas,
         quality=quality_raw if quality_raw <= 5 else None,
+        antenna_dbm=per_antenna,
     )
 
 
@@ -600,6 +615,7 @@ def parse_sample(family: str, tokens: tuple[str, ...]) -> SampleValues:
 class _ChannelFacts:
     values: dict[str, Any] = field(default_factory=dict)  # fact -> value; absent = never reported
     rssi: dict[int, float] = field(default_factory=dict)  # antenna (0 = unspecified) -> dBm
+    antenna_dbm: dict[int, float] = field(default_factory=dict)  # antenna 1..n -> dBm, when reported apart
     metered: bool = False
 
 
@@ -651,6 +667,8 @@ class ShureState:
         converted = convert(msg.value)
         if fact == "rssi":
             facts.rssi[msg.index or 0] = converted
+            if msg.index:
+                facts.antenna_dbm[msg.index] = converted
         else:
             facts.values[fact] = converted
         if msg.prop in self._meter_props:
@@ -658,6 +676,10 @@ class ShureState:
 
     def _apply_sample(self, facts: _ChannelFacts, sample: SampleValues) -> None:
         facts.rssi = dict(enumerate(sample.rssi_dbm, start=1))
+        # A single-figure SAMPLE (SLX-D's documented layout) keeps the per-antenna RSSI REPs of this session's
+        # GET ALL: on SLX-D they are the only per-antenna figures, at most one meter interval old (§1.7).
+        if sample.antenna_dbm:
+            facts.antenna_dbm = dict(enumerate(sample.antenna_dbm, start=1))
         facts.values["audio_dbfs"] = sample.audio_dbfs
         facts.values["audio_peak_dbfs"] = sample.audio_peak_dbfs
         facts.values["audio_bitmap"] = sample.audio_bitmap
@@ -683,6 +705,10 @@ class ShureState:
         values = facts.values
         runtime_min, runtime_state = values.get("runtime", (None, None))
         rf_dbm = max(facts.rssi.values()) if facts.rssi else None
+        antennas_dbm = facts.antenna_dbm
+        rf_antenna_percents = None
+        if len(antennas_dbm) >= 2 and antennas_dbm.keys() == set(range(1, len(antennas_dbm) + 1)):
+            rf_antenna_percents = tuple(rf_percent_from_dbm(antennas_dbm[a]) for a in sorted(antennas_dbm))
         audio_dbfs = values.get("audio_dbfs")
         if audio_dbfs is not None:
             audio_percent = audio_percent_from_dbfs(audio_dbfs)
@@ -711,6 +737,7 @@ class ShureState:
             audio_muted=values.get("audio_muted"),
             rf_dbm=rf_dbm,
             rf_percent=rf_percent_from_dbm(rf_dbm),
+            rf_antenna_percents=rf_antenna_percents,
             antennas=values.get("antennas"),
             audio_dbfs=audio_dbfs,
             audio_percent=audio_percent,

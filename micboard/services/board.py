@@ -24,6 +24,21 @@ HEARTBEAT_KEY = "micboard:poller:heartbeat"
 DATA_TIMEOUT = 300  # seconds a cached board stays in the cache (versions make it exact)
 
 _PREVIOUS = {ChannelStatus.PREV_GOOD, ChannelStatus.PREV_REPLACE, ChannelStatus.PREV_CRITICAL}
+# Tile.antennas letters (micboard.drivers.base ANTENNA_*) as a screen reader hears them.
+_ANTENNA_STATES = {"a": "active", "i": "inactive", "x": "no signal", "r": "alert"}
+
+
+@dataclass(frozen=True, slots=True)
+class AntennaMeter:
+    """One antenna's RF bar on a tile."""
+
+    letter: str  # A, B, C, D in device order
+    percent: int  # 0..100
+    state: str  # that antenna's letter in Tile.antennas, lower case ("a" active ...); "" when not reported
+
+    @property
+    def state_label(self) -> str:
+        return _ANTENNA_STATES.get(self.state, "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +65,7 @@ class Tile:
     rf_dbm: float | None = None
     audio_percent: int | None = None
     antennas: str = ""
+    rf_antennas: tuple[int, ...] = ()  # RF % per antenna; () when the family reports one figure or offline
     frequency_mhz: str = ""
     tx_offset_db: int | None = None
     quality: int | None = None
@@ -57,6 +73,16 @@ class Tile:
     muted: bool = False
     prev: bool = False
     hint: str = ""
+
+    @property
+    def antenna_meters(self) -> tuple[AntennaMeter, ...]:
+        """One RF bar per antenna when two or more levels are known, else () (the tile keeps one RF meter)."""
+        if len(self.rf_antennas) < 2:
+            return ()
+        return tuple(
+            AntennaMeter(letter=chr(ord("A") + i), percent=pct, state=self.antennas[i : i + 1].lower())
+            for i, pct in enumerate(self.rf_antennas)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +109,14 @@ def runtime_text(minutes: int | None, state: str = "") -> str:
     if minutes is None:
         return ""
     return f"{minutes // 60}:{minutes % 60:02d}"
+
+
+def antenna_levels(text: str) -> tuple[int, ...]:
+    """Parse ``Transmitter.rf_antennas``: ``"72,65"`` -> ``(72, 65)``; empty or malformed -> ``()``."""
+    parts = text.split(",") if text else []
+    if not all(p.isascii() and p.isdigit() for p in parts):
+        return ()
+    return tuple(min(100, int(p)) for p in parts)
 
 
 def tile_for_channel(channel: Channel, *, slot: int) -> Tile:
@@ -132,6 +166,7 @@ def tile_for_channel(channel: Channel, *, slot: int) -> Tile:
         rf_dbm=tx.rf_dbm if tx and online else None,
         audio_percent=tx.audio_percent if tx and online else None,
         antennas=tx.antennas if tx and online else "",
+        rf_antennas=antenna_levels(tx.rf_antennas) if tx and online else (),
         frequency_mhz=channel.frequency_mhz,
         tx_offset_db=tx.tx_offset_db if live else None,
         quality=tx.quality if tx and online else None,

@@ -47,10 +47,12 @@ _METER_FIELDS = {
     "audio_dbfs": "audio_dbfs",
     "audio_percent": "audio_percent",
     "antennas": "antennas",
+    "rf_antenna_percents": "rf_antennas",  # stored as "72,65" (see _rf_antennas_text)
 }
 # Written on every successful poll; on their own they change nothing a user sees.
 _BOOKKEEPING = {"last_seen", "last_battery_at"}
-_BLANK_STRING_FIELDS = {"model", "battery_type", "antennas", "runtime_state"}
+_BLANK_STRING_FIELDS = {"model", "battery_type", "antennas", "runtime_state", "rf_antennas"}
+_MAX_ANTENNAS = 8  # "100," * 8 fits Transmitter.rf_antennas (32 characters)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,11 @@ def save_changes(changes: Iterable[tuple[models.Model, Iterable[str]]]) -> None:
                     for row in rows
                 ],
             )
+
+
+def _rf_antennas_text(percents: tuple[int, ...] | None) -> str:
+    """Per-antenna RF percents as stored: ``(72, 65)`` -> ``"72,65"``; None or empty -> ``""``."""
+    return ",".join(str(p) for p in (percents or ())[:_MAX_ANTENNAS])
 
 
 def _set(obj, field: str, value, changed: set[str]) -> None:
@@ -297,7 +304,10 @@ class DeviceService:
         _set(tx, "runtime_state", (reading.battery_runtime_state or "") if present else "", tx_fields)
         if reading.metered:
             for attr, field in _METER_FIELDS.items():
-                _set(tx, field, getattr(reading, attr), tx_fields)
+                value = getattr(reading, attr)
+                if attr == "rf_antenna_percents":
+                    value = _rf_antennas_text(value)
+                _set(tx, field, value, tx_fields)
             if reading.audio_peak and present:
                 tx.last_peak_at = now
                 tx_fields.add("last_peak_at")
