@@ -4,7 +4,6 @@ import os
 import threading
 
 import pytest
-from django.core.cache import cache
 from django.db import connections
 
 from tasks.polling import run_poll_cycle
@@ -18,13 +17,6 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 # Module scope: pytest-django runs live-server tests after the others, and Playwright's event loop

@@ -33,6 +33,10 @@ class ConnectionTimeoutError(DriverError):
     """The device did not connect or answer within the timeout."""
 
 
+class AddressResolutionError(ConnectionTimeoutError):
+    """The receiver's host name did not resolve (in time): the message says what to check."""
+
+
 class DeviceSilentError(ConnectionTimeoutError):
     """The device accepted the connection but never said anything.
 
@@ -53,5 +57,20 @@ class ConfigurationError(MicboardError):
     """Settings or stored configuration are unusable."""
 
 
+class ChannelRemovalError(MicboardError):
+    """A change would remove channels (and what hangs on them) and was not confirmed.
+
+    ``removed`` says what would go, in words a user reads: ``"ch 3 (Maya), ch 4; tile 5 of Band"``.
+    """
+
+    def __init__(self, message: str, *, removed: str) -> None:
+        super().__init__(message)
+        self.removed = removed
+
+
 class DiscoveryError(MicboardError):
     """A discovery run could not complete."""
+
+
+class CoordinationError(MicboardError):
+    """The store the poller and the web processes coordinate through (Redis or its SQLite file) failed."""

@@ -3,8 +3,8 @@
 import os
 import subprocess
 import sys
+import uuid
 
-import pytest
 from django.conf import settings
 from django.core.cache import cache
 
@@ -31,21 +31,46 @@ def test_web_and_poller_processes_share_the_board_cache():
     ) == "from web"
 
 
-def test_task_queue_and_cache_follow_redis_url():
-    if os.environ.get("REDIS_URL"):
-        assert settings.HUEY["huey_class"] == "huey.RedisHuey"
-        assert settings.CACHES["default"]["BACKEND"].endswith("RedisCache")
-    else:
-        assert settings.HUEY["huey_class"] == "huey.SqliteHuey"
-        assert settings.CACHES["default"]["BACKEND"].endswith("FileBasedCache")
+def test_a_test_run_owns_its_state_and_touches_nobody_elses(settings):
+    """A demo or another test run on this machine keeps its database, queue, cache and Redis keys."""
+    from conftest import clear_own_state
+
+    run = os.environ["MICBOARD_TEST_RUN"]
+    assert (settings.BASE_DIR / "var").resolve() != settings.DATA_DIR  # not the demo's files
+    assert run in settings.MICBOARD_KEY_PREFIX
+    from django.db import connection
+
+    assert run in str(connection.settings_dict["NAME"])  # the test database, SQLite file or PostgreSQL
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        foreign = f"not-micboard-test:{uuid.uuid4().hex}"
+        client.set(foreign, "keep me", ex=60)
+        cache.set("micboard:test:ours", 1)
+        try:
+            clear_own_state()
+            assert client.get(foreign) == b"keep me"
+            assert cache.get("micboard:test:ours") is None
+        finally:
+            client.delete(foreign)
 
 
-def test_generated_secret_key_is_kept_out_of_the_repository():
-    if os.environ.get("SECRET_KEY"):
-        pytest.skip("SECRET_KEY comes from the environment here")
-    key_file = settings.DATA_DIR / "secret_key"
-    assert key_file.read_text().strip() == settings.SECRET_KEY
+def test_generated_secret_key_is_kept_out_of_the_repository(tmp_path):
+    """With no SECRET_KEY, each data directory gets one key, private, stable across processes."""
+    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "PYTEST_VERSION")}
+    env["MICBOARD_DATA_DIR"] = str(tmp_path)
+    code = "from django.conf import settings; print(settings.SECRET_KEY)"
+    keys = [
+        subprocess.run(
+            [sys.executable, str(settings.BASE_DIR / "manage.py"), "shell", "-c", code],
+            capture_output=True, text=True, timeout=60, env=env, check=True,
+        ).stdout.strip().splitlines()[-1]
+        for _ in range(2)
+    ]
+    key_file = tmp_path / "secret_key"
+    assert keys[0] == keys[1] == key_file.read_text().strip() and len(keys[0]) >= 50
     assert oct(key_file.stat().st_mode & 0o777) == "0o600"
-    assert run_in_other_process("from django.conf import settings; print(settings.SECRET_KEY)") == settings.SECRET_KEY
-    ignored = subprocess.run(["git", "check-ignore", "-q", str(key_file)], cwd=settings.BASE_DIR, check=False)
+    # The default data directory (var/) is ignored by git, so a generated key is never committed.
+    ignored = subprocess.run(["git", "check-ignore", "-q", "var/secret_key"], cwd=settings.BASE_DIR, check=False)
     assert ignored.returncode == 0

@@ -3,14 +3,17 @@
 The other end is the protocol simulator; nothing of micboard is mocked.
 """
 
+import time
+
 import pytest
 from django.core.cache import cache
 
+from micboard import coordination
 from micboard.models import Channel, Receiver
 from micboard.services import BoardService, DeviceService
 from micboard.simulators.rig import DEMO_RIG, rig_device
 from micboard.status import ChannelStatus as S
-from tasks.polling import CHAIN_KEY, poll_cycle, run_poll_cycle
+from tasks.polling import CHAIN_KEY, CHAIN_STARTED_KEY, poller_watchdog, run_poll_cycle
 from tests.factories import receivers_for, start_simulator, use_fast_polls
 
 pytestmark = pytest.mark.django_db
@@ -145,21 +148,48 @@ def test_refused_connection_is_recorded_with_its_address(small_rig):
     assert conn.consecutive_failures == 1 and sim.address("ad")[0] in conn.last_error
 
 
-def test_poll_cycle_task_runs_a_cycle_only_for_the_current_chain(small_rig):
-    cache.set(CHAIN_KEY, "current", timeout=None)
-    poll_cycle("stale-chain")  # Huey runs tasks immediately in tests
-    assert BoardService.staleness() != ""
-    poll_cycle("current")
+def test_a_broken_cache_costs_the_poll_cycle_nothing(small_rig, settings, tmp_path):
+    """The embedded default's cache folder unusable: every reading is still stored and screens told."""
+    _sim, receivers = small_rig
+    blocked = tmp_path / "cache"
+    blocked.write_text("not a directory")
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(blocked)}
+    }
+    version = BoardService.version()
+    summary = run_poll_cycle()
+    assert summary.polled == 2 and summary.failed == 0
+    assert all(Receiver.objects.get(pk=r.pk).online for r in receivers.values())
+    assert [c.name for c in tiles(receivers["ad"]).values()] == [c.name for c in rig_device("ad").channels]
+    assert BoardService.version() != version and BoardService.staleness() == ""
+
+
+def test_poller_state_survives_the_cache_being_culled(small_rig):
+    """Whatever the cache drops (a full file cache culls a third of its entries), the poller keeps its state."""
+    run_poll_cycle()
+    store = coordination.store()
+    store.set(CHAIN_KEY, "running-chain")
+    version, beat = BoardService.version(), BoardService.heartbeat()
+    cache.clear()
+    assert store.get(CHAIN_KEY) == "running-chain"
+    assert BoardService.version() == version and BoardService.heartbeat() == beat
     assert BoardService.staleness() == ""
-    assert Receiver.objects.online().count() == 2
 
 
-def test_watchdog_restarts_a_stopped_poller(small_rig):
-    from tasks.polling import poller_watchdog
+def test_watchdog_restarts_a_silent_chain_and_leaves_a_live_one_alone(small_rig):
+    from huey.contrib.djhuey import HUEY
 
-    assert BoardService.staleness() != ""  # nothing ran yet
-    poller_watchdog()  # starts a new chain; Huey runs its first cycle immediately in tests
-    assert BoardService.staleness() == ""
-    chain = cache.get(CHAIN_KEY)
-    poller_watchdog()  # a running poller is left alone
-    assert cache.get(CHAIN_KEY) == chain
+    store = coordination.store()
+    store.set(CHAIN_KEY, "silent-chain")
+    store.set(CHAIN_STARTED_KEY, repr(time.time() - 3600))
+    queued = HUEY.pending_count()
+    poller_watchdog.call_local()  # never beat, started an hour ago: a new chain, its first link queued
+    chain = store.get(CHAIN_KEY)
+    assert chain != "silent-chain" and HUEY.pending_count() == queued + 1
+    poller_watchdog.call_local()  # just started: it gets its time to beat
+    assert store.get(CHAIN_KEY) == chain
+    store.set(CHAIN_STARTED_KEY, repr(time.time() - 3600))
+    run_poll_cycle()  # beats
+    poller_watchdog.call_local()
+    assert store.get(CHAIN_KEY) == chain and HUEY.pending_count() == queued + 1
+    HUEY.flush()

@@ -116,10 +116,31 @@ def test_hostile_names_from_devices_are_escaped(admin_client):
 def test_stopped_poller_is_announced_and_changes_the_etag(admin_client, rig):
     fresh = grid(admin_client)
     assert "stale" not in fresh.content.decode().lower()
-    BoardService.record_heartbeat(at=0)
+    BoardService.record_heartbeat(at=1_700_000_000.0)
     stale = grid(admin_client, etag=fresh["ETag"])
-    assert stale.status_code == 200
-    assert "the poller stopped" in stale.content.decode()
+    assert stale.status_code == 200 and stale["ETag"] != fresh["ETag"]
+    html = stale.content.decode()
+    assert "no data from the poller since" in html and 'data-since="2023-11-14T22:13:20+00:00"' in html
+    # Nothing in the shared render ages: the browser counts the age from data-since.
+    assert " s ago" not in html
+    assert grid(admin_client, etag=stale["ETag"]).status_code == 304
+
+
+def test_shared_grid_holds_nothing_user_specific(client, django_user_model):
+    """A staff user's render of an empty board must not reach other screens with its admin link."""
+    screens = {}
+    for name, staff in (("tech", True), ("wrangler", False)):
+        screen = type(client)()
+        screen.force_login(django_user_model.objects.create_user(name, is_staff=staff))
+        screens[name] = screen
+    BoardService.record_heartbeat()
+    staff_grid = grid(screens["tech"]).content.decode()
+    crew_grid = grid(screens["wrangler"]).content.decode()
+    assert staff_grid == crew_grid and "No channels to show" in crew_grid
+    assert "/admin/" not in crew_grid
+    # The page itself (never shared) shows staff where to set up.
+    assert "/admin/" in screens["tech"].get(reverse("board")).content.decode().split('id="board-grid"')[0]
+    assert "/admin/" not in screens["wrangler"].get(reverse("board")).content.decode()
 
 
 def test_receiver_offline_tile_says_why(admin_client):
@@ -132,10 +153,12 @@ def test_receiver_offline_tile_says_why(admin_client):
 
 
 def test_healthz_reports_poller_state(client, rig):
-    assert client.get(reverse("healthz")).json()["poller"] == "ok"
+    healthy = client.get(reverse("healthz"))
+    assert healthy.status_code == 200 and healthy.json()["status"] == "ok" and healthy.json()["online"] == 1
     BoardService.record_heartbeat(at=0)
     response = client.get(reverse("healthz"))
-    assert response.status_code == 503 and response.json()["poller"] == "stale"
+    assert response.status_code == 503 and response.json()["failing"] == ["poller"]
+    assert "stopped" in response.json()["checks"]["poller"]
 
 
 def test_board_views_are_get_only(admin_client, rig):
@@ -241,3 +264,27 @@ def test_antenna_meters_go_with_the_receiver(admin_client):
     BoardService.bump_version()
     html = admin_client.get(reverse("board")).content.decode()
     assert tile_meters(html, ad.channels.get(number=1)) == [("RF level unknown", None), ("Audio level unknown", None)]
+
+
+def cache_entries(settings) -> int:
+    from django.core.cache import cache
+
+    if settings.REDIS_URL:
+        client = cache._cache.get_client()
+        return sum(1 for _ in client.scan_iter(match=f"{settings.CACHES['default']['KEY_PREFIX']}:1:*", count=500))
+    from pathlib import Path
+
+    return len(list(Path(settings.CACHES["default"]["LOCATION"]).glob("*.djcache")))
+
+
+def test_rendered_boards_do_not_grow_with_versions(admin_client, rig, settings):
+    """Three screens on three groups through hundreds of versions: one cached board and grid per group."""
+    channels = list(rig.channels.order_by("number"))
+    for name in ("Band", "Cast"):
+        GroupService.set_tiles(name=name, channels=channels[:2])
+    for _ in range(150):
+        BoardService.bump_version()
+        for group in ("", "band", "cast"):
+            assert grid(admin_client, group=group).status_code == 200
+    assert cache_entries(settings) <= 2 * 3
+    assert BoardService.staleness() == ""  # and the poller's own state is where it was

@@ -9,17 +9,32 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
+import uuid
 from pathlib import Path
 
 import dj_database_url
+import redis
 
 from micboard.exceptions import ConfigurationError
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-# pytest (>= 8.2) sets PYTEST_VERSION: tests keep their files apart from a running demo.
+# pytest (>= 8.2) sets PYTEST_VERSION. A test run owns its state: a data directory (SQLite files,
+# file cache, Huey queue) and a key prefix (Redis cache, queue and coordination keys) of its own,
+# handed to the processes it starts through the environment and removed by tests/conftest.py.
 TESTING = bool(os.environ.get("PYTEST_VERSION"))
-DATA_DIR = Path(os.environ.get("MICBOARD_DATA_DIR", BASE_DIR / "var" / ("test" if TESTING else ""))).resolve()
+if TESTING and not os.environ.get("MICBOARD_TEST_RUN"):
+    _run = uuid.uuid4().hex[:10]
+    os.environ["MICBOARD_TEST_RUN"] = _run
+    if not os.environ.get("MICBOARD_DATA_DIR"):
+        os.environ["MICBOARD_DATA_DIR"] = tempfile.mkdtemp(prefix=f"micboard-test-{_run}-")
+    if not os.environ.get("MICBOARD_KEY_PREFIX"):
+        os.environ["MICBOARD_KEY_PREFIX"] = f"micboard-test-{_run}"
+DATA_DIR = Path(os.environ.get("MICBOARD_DATA_DIR") or BASE_DIR / "var").resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
+# Prefix of every key micboard keeps in Redis (cache, Huey queue, coordination): two micboard
+# installations (or a test run) can share one Redis server without touching each other's keys.
+MICBOARD_KEY_PREFIX = os.environ.get("MICBOARD_KEY_PREFIX") or "micboard"
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -122,26 +137,36 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    # Tests use a file too: the live server, the poller thread and the test share it, and an
-    # in-memory shared-cache database fails concurrent access with "table is locked" at once.
-    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
+    # Tests use a file too (in the run's own data directory): the live server, the poller thread and
+    # the test share it, and an in-memory shared-cache database fails concurrent access at once.
+    if TESTING:
+        DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-db-{os.environ['MICBOARD_TEST_RUN']}.sqlite3")}
+elif TESTING:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_micboard_{os.environ['MICBOARD_TEST_RUN']}"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 HUEY_WORKERS = int(os.environ.get("HUEY_WORKERS", "4"))
+# The cache holds only what can be rebuilt (rendered boards, one entry per group); the poller's
+# coordination state lives in micboard.coordination (Redis keys, or coordination.sqlite3), where no
+# culling or eviction can drop it. Tasks are queued for real in tests as well: the poll chain is
+# tested with real consumers.
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "micboard",
+            "KEY_PREFIX": MICBOARD_KEY_PREFIX,
+            # A Redis that hangs must not hang a request: fail fast, the board falls back to the database.
+            "OPTIONS": {"socket_connect_timeout": 1.0, "socket_timeout": 1.0},
         }
     }
     HUEY = {
         "huey_class": "huey.RedisHuey",
-        "name": "micboard",
-        "url": REDIS_URL,
-        "immediate": TESTING,
+        "name": MICBOARD_KEY_PREFIX,
+        "immediate": False,
+        # Time-outs so a hung Redis cannot hang a worker (above the 1 s blocking read of the queue).
+        "connection_pool": redis.ConnectionPool.from_url(REDIS_URL, socket_connect_timeout=2.0, socket_timeout=5.0),
         "consumer": {"workers": HUEY_WORKERS, "worker_type": "thread"},
     }
 else:
@@ -155,9 +180,9 @@ else:
     }
     HUEY = {
         "huey_class": "huey.SqliteHuey",
-        "name": "micboard",
+        "name": MICBOARD_KEY_PREFIX,
         "filename": str(DATA_DIR / "huey.sqlite3"),
-        "immediate": TESTING,
+        "immediate": False,
         "consumer": {"workers": HUEY_WORKERS, "worker_type": "thread"},
     }
 
@@ -190,16 +215,20 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
 
+# Every server error leaves one line (with its request and traceback) in the log, DEBUG or not;
+# a fault that repeats (a dead Redis seen by every worker) is logged once per minute with a count.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"repeats": {"()": "web.log.RepeatFilter", "window": 60.0}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["repeats"]}},
     "loggers": {
         "micboard": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
         "web": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
         "tasks": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-        "huey": {"handlers": ["console"], "level": "WARNING"},
+        "huey": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }
 

@@ -2,103 +2,185 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.cache import cache
+from django.db import DatabaseError, connection
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import urlencode
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from django_htmx.http import HttpResponseClientRedirect
 
-from micboard.exceptions import DeviceNotFoundError
+from micboard import coordination
+from micboard.exceptions import CoordinationError, DeviceNotFoundError
 from micboard.models import Receiver
 from micboard.services import BoardService
+from micboard.services.board import BoardData, cache_get, cache_set, poller_silence_limit
 
-GRID_HTML_TIMEOUT = 300  # seconds; versions make a cached grid exact, this only bounds the cache's size
+GRID_KEY = "micboard:board:grid:{group}"  # cache: the latest rendered grid of a group (one entry each)
+GRID_TIMEOUT = 24 * 3600  # seconds; the ETag inside the entry decides whether it is current
 
 
 def _group_url(name: str, slug: str) -> str:
     return reverse(name) + (f"?{urlencode({'group': slug})}" if slug else "")
 
 
-def _board_context(request: HttpRequest, *, group: str, stale: str, etag: str) -> dict:
+def _poller_stale() -> tuple[bool, str]:
+    """(stale, since): whether the poller went quiet, and its last heartbeat as ISO time ("" if never).
+
+    Both are fixed while the poller is quiet (no "N s ago" here: the browser counts the age), so a
+    render that shows them can be shared and cached.
+    """
     try:
-        board = BoardService.board(group=group)
-    except DeviceNotFoundError as exc:
-        raise Http404(str(exc)) from exc
+        beat = BoardService.heartbeat()
+    except CoordinationError:
+        return True, ""
+    if beat is None:
+        return True, ""
+    stale = time.time() - beat > poller_silence_limit()
+    return stale, datetime.fromtimestamp(beat, UTC).isoformat(timespec="seconds") if stale else ""
+
+
+def _etag(board: BoardData, stale: bool, since: str) -> str:
+    return f'"b-{board.version}-{board.group}-{since if stale else 0}"'
+
+
+def _board_context(board: BoardData, *, stale: bool, since: str, etag: str) -> dict:
+    """What the page and the grid partial show. Nothing user-specific: the grid is shared."""
     return {
         "board": board,
         "groups": [
-            {"name": g.name, "slug": g.slug, "url": _group_url("board", g.slug), "active": g.slug == group}
+            {"name": g.name, "slug": g.slug, "url": _group_url("board", g.slug), "active": g.slug == board.group}
             for g in board.groups
         ],
         "all_url": reverse("board"),
-        "all_active": not group,
-        "grid_url": _group_url("board-grid", group),
+        "all_active": not board.group,
+        "grid_url": _group_url("board-grid", board.group),
         "etag": etag,
-        "stale": bool(stale),
-        "stale_reason": stale,
+        "stale": stale and not board.degraded,
+        "stale_since": since,
         "refresh_seconds": settings.MICBOARD_REFRESH_INTERVAL,
         "updated_at": board.updated_at,
     }
 
 
-def _etag(group: str, stale: str) -> str:
-    return f'"b-{BoardService.version()}-{group}-{1 if stale else 0}"'
+def _board(group: str) -> BoardData:
+    try:
+        return BoardService.board(group=group)
+    except DeviceNotFoundError as exc:
+        raise Http404(str(exc)) from exc
 
 
 @require_GET
 @login_required
 def board(request: HttpRequest) -> HttpResponse:
     """The front-of-house board: group tabs and the tile grid, complete without JavaScript."""
-    group = request.GET.get("group", "")
-    stale = BoardService.staleness()
-    context = _board_context(request, group=group, stale=stale, etag=_etag(group, stale))
+    data = _board(request.GET.get("group", ""))
+    stale, since = _poller_stale()
+    context = _board_context(data, stale=stale, since=since, etag=_etag(data, stale, since))
     return render(request, "micboard/board.html", context)
 
 
 @require_GET
 def board_grid(request: HttpRequest) -> HttpResponse:
-    """The tile grid alone, for HTMX refreshes; 304 with no body when the client's copy is current."""
+    """The tile grid alone, for HTMX refreshes; 304 with no body when the client's copy is current.
+
+    Every screen shares one render per board version and group (kept in the cache, one entry per
+    group). With the coordination store down there is no version: the grid is rendered from the
+    database on every refresh, without an ETag, and says that live updates are impaired.
+    """
     if not request.user.is_authenticated:
         if request.htmx:
             return HttpResponseClientRedirect(f"{reverse(settings.LOGIN_URL)}?next={reverse('board')}")
         return redirect_to_login(request.get_full_path())
     group = request.GET.get("group", "")
-    stale = BoardService.staleness()
-    etag = _etag(group, stale)
-    if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
-        response = HttpResponseNotModified()
+    stale, since = _poller_stale()
+    try:
+        version = BoardService.version()
+    except CoordinationError:
+        version = ""
+    if version:
+        etag = f'"b-{version}-{group}-{since if stale else 0}"'
+        if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+            response = HttpResponseNotModified()
+        else:
+            key = GRID_KEY.format(group=group)
+            cached = cache_get(key)
+            if isinstance(cached, tuple) and len(cached) == 2 and cached[0] == etag:
+                html = cached[1]
+            else:
+                data = _board(group)
+                etag = _etag(data, stale, since)  # the version the tiles were built for
+                html = render_to_string(
+                    "micboard/board.html#grid", _board_context(data, stale=stale, since=since, etag=etag)
+                )
+                cache_set(key, (etag, html), GRID_TIMEOUT)
+            response = HttpResponse(html)
+        response["ETag"] = etag
     else:
-        # The grid holds nothing user-specific, so every screen shares one render per board version.
-        key = f"micboard:board:grid-html:{etag}"
-        html = cache.get(key)
-        if html is None:
-            context = _board_context(request, group=group, stale=stale, etag=etag)
-            html = render_to_string("micboard/board.html#grid", context, request)
-            cache.set(key, html, timeout=GRID_HTML_TIMEOUT)
-        response = HttpResponse(html)
-    response["ETag"] = etag
+        data = _board(group)
+        response = HttpResponse(
+            render_to_string("micboard/board.html#grid", _board_context(data, stale=stale, since=since, etag=""))
+        )
     response["Cache-Control"] = "no-cache, private"
     response["Vary"] = "Cookie, HX-Request"
     return response
 
 
+def _check(fn) -> str:
+    try:
+        fn()
+    except Exception as exc:  # each dependency fails in its own way; report it by name
+        return f"error: {exc.__class__.__name__}: {exc}"[:300]
+    return "ok"
+
+
+def _check_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def _check_cache() -> None:
+    cache.set("micboard:healthz", "ok", timeout=10)
+    if cache.get("micboard:healthz") != "ok":
+        raise RuntimeError("a value written was not read back")
+
+
+def _check_coordination() -> None:
+    coordination.store().get("board:version")
+
+
 @require_GET
+@never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Liveness for monitoring: is the poller running, how many receivers answer."""
-    stale = BoardService.staleness()
-    monitored = Receiver.objects.active()
-    return JsonResponse(
-        {
-            "poller": "stale" if stale else "ok",
-            "detail": stale,
-            "receivers": monitored.count(),
-            "online": monitored.filter(online=True).count(),
-        },
-        status=200 if not stale else 503,
-    )
+    """Health for monitoring: each dependency by name, the poller, how many receivers answer.
+
+    503 names what failed ("database", "cache", "coordination", "poller"); 200 when all is well.
+    """
+    checks = {
+        "database": _check(_check_database),
+        "cache": _check(_check_cache),
+        "coordination": _check(_check_coordination),
+    }
+    poller = BoardService.staleness() if checks["coordination"] == "ok" else "unknown (coordination store down)"
+    checks["poller"] = "ok" if not poller else f"stale: {poller}"
+    body: dict = {"status": "ok", "checks": checks, "failing": [name for name, v in checks.items() if v != "ok"]}
+    if checks["database"] == "ok":
+        try:
+            monitored = Receiver.objects.active()
+            body["receivers"] = monitored.count()
+            body["online"] = monitored.filter(online=True).count()
+        except DatabaseError as exc:
+            checks["database"] = f"error: {exc}"[:300]
+            body["failing"].insert(0, "database")
+    if body["failing"]:
+        body["status"] = "fail"
+    return JsonResponse(body, status=503 if body["failing"] else 200)

@@ -2,26 +2,37 @@
 
 The poll cycle bumps the board version whenever a channel changed; the board
 view keys its ETag and its cached tiles on that version, so a refresh where
-nothing changed costs one cache read and no SQL at all.
+nothing changed costs one read of the coordination store and no SQL at all.
+
+The version and the poller's heartbeat live in :mod:`micboard.coordination`
+(never evicted). The cache holds one built board per group, replaced when the
+version moves on, so it cannot grow with the number of versions; losing it (a
+culled entry, a cache that is down) only costs a rebuild from the database.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
+from micboard import coordination
 from micboard.drivers.base import RUNTIME_CALCULATING, RUNTIME_WARNING
+from micboard.exceptions import CoordinationError
 from micboard.models import Channel, Group, GroupSlot
 from micboard.status import ChannelStatus
 
-VERSION_KEY = "micboard:board:version"
-HEARTBEAT_KEY = "micboard:poller:heartbeat"
-DATA_TIMEOUT = 300  # seconds a cached board stays in the cache (versions make it exact)
+logger = logging.getLogger("micboard.board")
+
+VERSION_KEY = "board:version"
+HEARTBEAT_KEY = "poller:heartbeat"
+DATA_KEY = "micboard:board:data:{group}"  # cache: the latest built board of a group (one entry each)
+DATA_TIMEOUT = 24 * 3600  # seconds; the version inside the entry decides whether it is current
 
 _PREVIOUS = {ChannelStatus.PREV_GOOD, ChannelStatus.PREV_REPLACE, ChannelStatus.PREV_CRITICAL}
 # Tile.antennas letters (micboard.drivers.base ANTENNA_*) as a screen reader hears them.
@@ -98,6 +109,7 @@ class BoardData:
     groups: tuple[GroupTab, ...]
     tiles: tuple[Tile, ...]
     updated_at: str  # ISO time the data was built
+    degraded: str = ""  # why live updates are impaired (coordination store down); "" when all is well
 
 
 def runtime_text(minutes: int | None, state: str = "") -> str:
@@ -177,49 +189,111 @@ def tile_for_channel(channel: Channel, *, slot: int) -> Tile:
     )
 
 
+def cache_get(key: str):
+    """A cache read that a broken cache (Redis down, unwritable folder) turns into a miss."""
+    try:
+        return cache.get(key)
+    except Exception as exc:  # every backend has its own errors; a miss is always safe here
+        logger.warning("cache unavailable, reading %s from the database: %s", key, exc)
+        return None
+
+
+def cache_set(key: str, value, timeout: float) -> None:
+    """A cache write that a broken cache skips (the next reader rebuilds)."""
+    try:
+        cache.set(key, value, timeout=timeout)
+    except Exception as exc:
+        logger.warning("cache unavailable, not keeping %s: %s", key, exc)
+
+
+def poll_lock_seconds() -> float:
+    """Lifetime of the poll lock; its holder renews it every quarter of that while it lives."""
+    return max(4.0, 2 * settings.MICBOARD_POLL_INTERVAL)
+
+
+def poller_silence_limit() -> float:
+    """Seconds without a heartbeat after which the poller counts as stopped.
+
+    Longer than anything a live poller can take between two heartbeats: waiting for a dead
+    holder's lock to expire, one interval, and one cycle (its polls' time-out plus the driver guard).
+    """
+    return poll_lock_seconds() + settings.MICBOARD_POLL_INTERVAL + settings.MICBOARD_POLL_TIMEOUT + 3
+
+
 class BoardService:
-    """Read side of the board and its cache version."""
+    """Read side of the board and its version."""
 
     @staticmethod
     def version() -> str:
-        """The current board version (created on first use)."""
-        version = cache.get(VERSION_KEY)
+        """The current board version (created on first use).
+
+        Raises:
+            CoordinationError: the coordination store is unreachable.
+        """
+        store = coordination.store()
+        version = store.get(VERSION_KEY)
         if version is None:
-            version = str(time.time_ns())
-            cache.add(VERSION_KEY, version, timeout=None)
-            version = cache.get(VERSION_KEY, version)
+            store.add(VERSION_KEY, str(time.time_ns()))
+            version = store.get(VERSION_KEY) or ""
         return version
 
     @staticmethod
     def bump_version() -> str:
-        """Mark the board as changed; every client re-renders on its next refresh."""
+        """Mark the board as changed; every client re-renders on its next refresh.
+
+        Raises:
+            CoordinationError: the coordination store is unreachable.
+        """
         version = str(time.time_ns())
-        cache.set(VERSION_KEY, version, timeout=None)
+        coordination.store().set(VERSION_KEY, version)
         return version
 
     @staticmethod
     def bump_version_on_commit() -> None:
-        """Bump the version once the current transaction (if any) has committed."""
-        transaction.on_commit(BoardService.bump_version)
+        """Bump the version once the current transaction (if any) has committed.
+
+        A store that is down by then is logged, not raised: the change is committed, and screens
+        pick it up with the next change (or re-render while the store is down anyway).
+        """
+
+        def bump() -> None:
+            try:
+                BoardService.bump_version()
+            except CoordinationError as exc:
+                logger.warning("board version not bumped: %s", exc)
+
+        transaction.on_commit(bump)
 
     @staticmethod
     def record_heartbeat(*, at: float | None = None) -> None:
-        """Called by the poll cycle after every run."""
-        cache.set(HEARTBEAT_KEY, at if at is not None else time.time(), timeout=None)
+        """Called by the poll cycle after every run. Raises: CoordinationError."""
+        coordination.store().set(HEARTBEAT_KEY, repr(at if at is not None else time.time()))
+
+    @staticmethod
+    def heartbeat() -> float | None:
+        """When the poller last finished a cycle (epoch seconds), None if never. Raises: CoordinationError."""
+        beat = coordination.store().get(HEARTBEAT_KEY)
+        try:
+            return float(beat) if beat is not None else None
+        except ValueError:
+            return None
 
     @staticmethod
     def staleness(*, now: float | None = None) -> str:
-        """Why the board's data is stale, or "" when the poller is running.
+        """Why the board's data is stale, or "" when the poller is running (for logs and /healthz).
 
         Returns:
-            A short reason for the banner ("poller not running", "poller stopped 40 s ago").
+            A short reason ("the poller has not run yet", "the poller stopped 40 s ago", or the
+            coordination store's error).
         """
-        beat = cache.get(HEARTBEAT_KEY)
+        try:
+            beat = BoardService.heartbeat()
+        except CoordinationError as exc:
+            return str(exc)
         if beat is None:
             return "the poller has not run yet"
         age = (now if now is not None else time.time()) - beat
-        limit = 3 * settings.MICBOARD_POLL_INTERVAL + settings.MICBOARD_POLL_TIMEOUT + 2
-        if age > limit:
+        if age > poller_silence_limit():
             return f"the poller stopped {int(age)} s ago"
         return ""
 
@@ -227,15 +301,25 @@ class BoardService:
     def board(*, group: str = "") -> BoardData:
         """The tiles of one group (or of every channel), from the cache when current.
 
+        With the coordination store down the board is built from the database on every call and
+        says so in ``degraded``.
+
         Raises:
             micboard.exceptions.DeviceNotFoundError: no group has that slug.
         """
-        version = BoardService.version()
-        key = f"micboard:board:data:{version}:{group}"
-        data = cache.get(key)
-        if data is None:
+        try:
+            version = BoardService.version()
+        except CoordinationError as exc:
+            logger.warning("serving the board from the database: %s", exc)
+            return replace(
+                BoardService.build(group=group, version=""),
+                degraded="live updates are impaired: the coordination store is not answering",
+            )
+        key = DATA_KEY.format(group=group)
+        data = cache_get(key)
+        if not isinstance(data, BoardData) or data.version != version:
             data = BoardService.build(group=group, version=version)
-            cache.set(key, data, timeout=DATA_TIMEOUT)
+            cache_set(key, data, DATA_TIMEOUT)
         return data
 
     @staticmethod

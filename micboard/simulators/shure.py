@@ -21,7 +21,9 @@ import logging
 import math
 import random
 import threading
+import time
 import zlib
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -295,6 +297,9 @@ class SimulatedShureDevice:
         self._rng = random.Random(self._dseed)
         self._net_rng = random.Random(self._dseed ^ 0x5BD1E995)
         self.fault: str | None = None
+        self.sessions: deque[list] = deque(maxlen=2000)  # [opened, closed or None] per connection, wall clock
+        # Fault injection: (channel, property) -> raw value sent instead of the real one (channel 0: device).
+        self.overrides: dict[tuple[int, str], str] = {}
         self.powered = False
         self.stats = {
             "writes": 0,
@@ -450,6 +455,8 @@ class SimulatedShureDevice:
         client.task = asyncio.create_task(self._writer_loop(client), name=f"sim-{self.key}-writer")
         self._clients.add(client)
         self.stats["connections"] += 1
+        session = [time.time(), None]  # wall-clock open / close, for tests that watch who polls when
+        self.sessions.append(session)
         try:
             while not client.closed:
                 data = await reader.read(4096)
@@ -464,6 +471,7 @@ class SimulatedShureDevice:
             pass
         finally:
             self._drop(client, abort=False)
+            session[1] = time.time()
 
     def _drop(self, client: _Client, *, abort: bool) -> None:
         if client.closed:
@@ -627,7 +635,7 @@ class SimulatedShureDevice:
                 ("QUADVERSITY_MODE", "OFF"),
                 ("TRANSMISSION_MODE", "STANDARD"),
             ]
-        return props
+        return self._overridden(0, props)
 
     def _render_channel(self, ch: _Channel, metered: bool, meter: _Meter | None = None) -> list[tuple[str, str]]:
         """Every channel property in ALL order; metered ones only when ``metered``."""
@@ -764,7 +772,13 @@ class SimulatedShureDevice:
                     ("AUDIO_IN_LVL_L", str(self._psm_linear(meter.psm_left))),
                     ("AUDIO_IN_LVL_R", str(self._psm_linear(meter.psm_right))),
                 ]
-        return props
+        return self._overridden(ch.number, props)
+
+    def _overridden(self, number: int, props: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Apply :meth:`override` values; only properties the device really reports are replaced."""
+        if not self.overrides:
+            return props
+        return [(key, self.overrides.get((number, key), value)) for key, value in props]
 
     # Meter scalings (protocols.md §1.6-1.9).
     @staticmethod
@@ -1381,6 +1395,28 @@ class SimulatedShureDevice:
         if self._running:
             await self._sync_listener()
 
+    async def override(self, prop: str, value: str | None, channel: int = 0) -> None:
+        """Fault injection: report ``value`` verbatim (as it follows the property name on the wire, braces
+        included) instead of the real value of ``prop``; ``channel`` 0 means a device property. ``None``
+        restores the real value. Clients see it in ALL replies, GETs and unsolicited REPs, like a real change.
+        Only properties the device reports can be overridden (``RSSI 1``: with its sub-index).
+        """
+        if not isinstance(prop, str) or not isinstance(channel, int) or isinstance(channel, bool):
+            raise SimulatorError("override needs a property name and a channel number")
+        if value is not None and (not isinstance(value, str) or not value or "<" in value or ">" in value):
+            raise SimulatorError("override value must be a non-empty string without < or >")
+        if channel == 0:
+            known = {key for key, _ in self._render_device()}
+        else:
+            known = {key for key, _ in self._render_channel(self._channel(channel), True)}
+        if prop not in known:
+            raise SimulatorError(f"{self.key} does not report {prop!r} on channel {channel}")
+        if value is None:
+            self.overrides.pop((channel, prop), None)
+        else:
+            self.overrides[(channel, prop)] = value
+        self._publish_changes()
+
     async def power_off(self) -> None:
         """A dead receiver: listener and every connection closed, metering stopped."""
         self.powered = False
@@ -1442,6 +1478,7 @@ class SimulatedShureDevice:
             "powered": self.powered,
             "listening": self.listening,
             "fault": self.fault,
+            "overrides": [{"channel": c, "prop": p, "value": v} for (c, p), v in sorted(self.overrides.items())],
             "clients": len(self._clients),
             "dynamics": self.dynamics,
             "chaos": self.chaos,
@@ -1463,9 +1500,10 @@ _ACTIONS: dict[str, tuple[str, ...]] = {
     "power_on": (),
     "peak": ("channel",),
     "tx_mute": ("channel", "on"),
+    "override": ("prop", "value"),
     "snapshot": (),
 }
-_OPTIONAL_ARGS = {"tx_mute": {"on"}, "peak": {"samples"}}
+_OPTIONAL_ARGS = {"tx_mute": {"on"}, "peak": {"samples"}, "override": {"channel"}}
 _ALIASES = {"battery": "set_battery", "name": "set_name", "rename": "set_name", "fault": "set_fault", "mute": "tx_mute"}
 ACTIONS = ("list", *_ACTIONS)
 
@@ -1742,3 +1780,6 @@ class SimulatorThread:
 
     def tx_mute(self, key: str, channel: int, on: bool = True) -> dict[str, Any]:
         return self.call(key, "tx_mute", channel=channel, on=on)
+
+    def override(self, key: str, prop: str, value: str | None, channel: int = 0) -> dict[str, Any]:
+        return self.call(key, "override", prop=prop, value=value, channel=channel)

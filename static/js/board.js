@@ -42,7 +42,26 @@
     return h + " h " + m + " min ago";
   }
 
+  function clock(seconds) {
+    var h = Math.floor(seconds / 3600);
+    var m = Math.floor((seconds % 3600) / 60);
+    var s = seconds % 60;
+    var mm = h ? (m < 10 ? "0" : "") + m : String(m);
+    return (h ? h + ":" : "") + mm + ":" + (s < 10 ? "0" : "") + s;
+  }
+
+  // The server marks stale data with the poller's last heartbeat; the age counts here, never in a render.
+  function tickStale() {
+    var b = document.querySelector(".stale-banner[data-since]");
+    var out = b && b.querySelector(".stale-age");
+    if (!out) { return; }
+    var since = Date.parse(b.getAttribute("data-since") || "") - skewMs;
+    if (isNaN(since)) { return; }
+    out.textContent = " (no data for " + clock(Math.max(0, Math.round((Date.now() - since) / 1000))) + ")";
+  }
+
   function tick() {
+    tickStale();
     var g = grid();
     var out = document.getElementById("updated-ago");
     if (!g || !out) { return; }

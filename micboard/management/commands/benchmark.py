@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 import django
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.template.loader import get_template
@@ -36,6 +35,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from micboard import coordination
 from micboard.models import AuditEntry, Manufacturer, RealTimeConnection, Receiver
 from micboard.services import BoardService, DeviceService
 from micboard.services.board import HEARTBEAT_KEY
@@ -287,7 +287,7 @@ class _Run:
         }
         self.audit_floor = AuditEntry.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
         self.had_shure = Manufacturer.objects.filter(name="Shure").exists()
-        self.heartbeat_before = cache.get(HEARTBEAT_KEY)
+        self.heartbeat_before = coordination.store().get(HEARTBEAT_KEY)
         self.heartbeat_ours = None
         try:
             settings.MICBOARD_METER_RATE_MS = METER_RATE_MS
@@ -321,11 +321,11 @@ class _Run:
             ).delete()
         if not self.had_shure:
             Manufacturer.objects.filter(name="Shure", receivers__isnull=True).delete()
-        if self.heartbeat_ours is not None and cache.get(HEARTBEAT_KEY) == self.heartbeat_ours:
+        if self.heartbeat_ours is not None and coordination.store().get(HEARTBEAT_KEY) == self.heartbeat_ours:
             if self.heartbeat_before is None:
-                cache.delete(HEARTBEAT_KEY)
+                coordination.store().delete(HEARTBEAT_KEY)
             else:
-                cache.set(HEARTBEAT_KEY, self.heartbeat_before, timeout=None)
+                coordination.store().set(HEARTBEAT_KEY, self.heartbeat_before)
         BoardService.bump_version()
 
     def add_receivers(self, count: int) -> None:
@@ -341,7 +341,7 @@ class _Run:
             start = time.perf_counter()
             summary = run_poll_cycle()
             ms = (time.perf_counter() - start) * 1000
-        self.heartbeat_ours = cache.get(HEARTBEAT_KEY)
+        self.heartbeat_ours = coordination.store().get(HEARTBEAT_KEY)
         latencies = list(
             RealTimeConnection.objects.filter(
                 receiver__in=self.mine, last_success_at__gte=started_at, last_latency_ms__isnull=False
@@ -425,7 +425,7 @@ class _Run:
         DeviceService.set_active(receivers=self.mine[:count], active=True)
         DeviceService.request_poll(receivers=self.mine[:count])
         run_poll_cycle()
-        self.heartbeat_ours = cache.get(HEARTBEAT_KEY)
+        self.heartbeat_ours = coordination.store().get(HEARTBEAT_KEY)
         return len(BoardService.board().tiles)
 
     def board_section(self) -> None:
@@ -457,7 +457,7 @@ class _Run:
     def measure_board(self, channels: int) -> None:
         tiles = self.set_board_size(channels)
         BoardService.record_heartbeat()  # keeps the stale flag (part of the ETag) steady while measuring
-        self.heartbeat_ours = cache.get(HEARTBEAT_KEY)
+        self.heartbeat_ours = coordination.store().get(HEARTBEAT_KEY)
         etag = self.expect(self.grid(), 200)["ETag"]
 
         not_modified = _Measured()
@@ -477,8 +477,8 @@ class _Run:
         template = get_template("micboard/board.html#grid")
         request = RequestFactory().get(reverse("board-grid"), headers={"HX-Request": "true"})
         request.user = self.user
-        stale = BoardService.staleness()
-        context = _board_context(request, group="", stale=stale, etag=_etag("", stale))
+        board = BoardService.board()
+        context = _board_context(board, stale=False, since="", etag=_etag(board, False, ""))
         rendered = _Measured()
         for _ in range(self.requests):
             rendered.run(lambda: template.render(context, request))

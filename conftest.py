@@ -1,0 +1,50 @@
+"""Fixtures every test shares: each test run owns its state and cleans up only what it created.
+
+web/settings.py gives a test run its own data directory (SQLite database, file cache, Huey queue,
+coordination file) and its own key prefix in Redis (cache, queue and coordination keys). Between
+tests only that state is cleared; nothing here ever flushes a Redis database.
+"""
+
+import os
+import shutil
+
+import pytest
+
+
+def clear_own_state() -> None:
+    """Forget the board cache and the coordination keys of this run, and nothing else."""
+    from django.conf import settings
+    from django.core.cache import cache
+
+    from micboard import coordination
+
+    if settings.REDIS_URL:
+        client = cache._cache.get_client(write=True)
+        prefix = f"{settings.CACHES['default']['KEY_PREFIX']}:*"
+        keys = list(client.scan_iter(match=prefix, count=500))
+        if keys:
+            client.delete(*keys)
+    else:
+        cache.clear()  # a file cache in this run's own directory
+    coordination.store().clear()
+
+
+@pytest.fixture(autouse=True)
+def _own_state():
+    """Board versions, heartbeats, poll locks and cached tiles must not leak between tests."""
+    clear_own_state()
+    yield
+    clear_own_state()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    from django.conf import settings
+
+    if settings.REDIS_URL:
+        from huey.contrib.djhuey import HUEY
+
+        clear_own_state()
+        HUEY.storage.flush_all()  # this run's queue, schedule and results (its name is the run's prefix)
+    data_dir = str(settings.DATA_DIR)
+    if os.path.basename(data_dir).startswith("micboard-test-") and os.environ.get("MICBOARD_TEST_RUN", "") in data_dir:
+        shutil.rmtree(data_dir, ignore_errors=True)
