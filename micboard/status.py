@@ -4,7 +4,9 @@ The states and their order follow the original micboard: a receiver that does
 not answer beats everything (RX_COM_ERROR); a present pack is judged by its
 battery bars, a recent audio peak wins over the battery colour; a pack that
 went silent keeps its last battery for a while (PREV_*), then becomes
-TX_COM_ERROR.
+TX_COM_ERROR. Whether a pack is present is what the receiver says about the
+transmitter (TX type / model, see the drivers), never the battery alone: a pack that
+is on but reports no battery bars is BATTERY_UNKNOWN, and its peaks show.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class ChannelStatus(models.TextChoices):
     PREV_REPLACE = "PREV_REPLACE", "Off (was replace)"
     PREV_CRITICAL = "PREV_CRITICAL", "Off (was critical)"
     AUDIO_PEAK = "AUDIO_PEAK", "Audio peak"
+    BATTERY_UNKNOWN = "BATTERY_UNKNOWN", "Battery unknown"
     TX_COM_ERROR = "TX_COM_ERROR", "No transmitter"
     RX_COM_ERROR = "RX_COM_ERROR", "Receiver offline"
     UNASSIGNED = "UNASSIGNED", "Not monitored"
@@ -68,7 +71,7 @@ def compute_status(
         receiver_active: monitoring is enabled for the receiver.
         receiver_online: the receiver answered its recent polls.
         is_iem: an in-ear monitor transmitter channel (no pack, no battery).
-        tx_present: a transmitter is on the channel (None: unknown).
+        tx_present: a transmitter is on the channel (None: unknown), as the receiver reports it.
         battery_bars: current bars 0-5, None when unknown.
         last_peak_at: when audio last peaked.
         last_battery_bars / last_battery_at: the last valid battery reading.
@@ -81,9 +84,11 @@ def compute_status(
         return ChannelStatus.RX_COM_ERROR
     if is_iem:
         return ChannelStatus.GOOD
-    if tx_present and battery_bars is not None:
+    if tx_present:
         if last_peak_at and now - last_peak_at <= timedelta(seconds=settings.MICBOARD_PEAK_WINDOW):
             return ChannelStatus.AUDIO_PEAK
+        if battery_bars is None:
+            return ChannelStatus.BATTERY_UNKNOWN  # on, but no bars: neither "no transmitter" nor "off"
         return battery_status(battery_bars)
     if (
         last_battery_bars is not None

@@ -116,6 +116,22 @@ def test_pack_switched_off_shows_previous_state_with_last_battery():
     assert statuses(receiver) == [ChannelStatus.TX_COM_ERROR]
 
 
+def test_pack_on_without_battery_bars_is_battery_unknown_keeps_its_last_battery_and_shows_peaks():
+    receiver = make_receiver(model="ULXD4")
+    now = timezone.now()
+    apply(receiver, pack_on(1, bars=4), now=now)
+    no_bars = replace(pack_on(1), battery_bars=None, battery_percent=None, battery_runtime_min=None)
+    apply(receiver, no_bars, now=now + timedelta(seconds=2))
+    channel = receiver.channels.get()
+    assert channel.status == ChannelStatus.BATTERY_UNKNOWN  # not "Off (was good)": the pack is on
+    assert channel.transmitter.present and channel.transmitter.model == "ULXD2"
+    assert channel.transmitter.last_battery_bars == 4
+    apply(receiver, replace(no_bars, audio_peak=True), now=now + timedelta(seconds=4))
+    assert statuses(receiver) == [ChannelStatus.AUDIO_PEAK]
+    DeviceService.refresh_statuses(now=now + timedelta(seconds=15))
+    assert statuses(receiver) == [ChannelStatus.BATTERY_UNKNOWN]
+
+
 def test_peak_shows_then_expires_with_time():
     receiver = make_receiver(model="ULXD4")
     now = timezone.now()

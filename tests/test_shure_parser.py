@@ -387,6 +387,33 @@ def test_ulxd_tx_present_from_bars_alone():
 
 
 @pytest.mark.parametrize(
+    ("family", "frames"),
+    [
+        (ULXD, ("< REP 1 TX_TYPE ULXD2 >", "< REP 1 BATT_BARS 255 >")),
+        (QLXD, ("< REP 1 TX_TYPE QLXD1 >", "< REP 1 BATT_BARS 255 >")),
+        (SLXD, ("< REP 1 TX_MODEL SLXD2 >", "< REP 1 TX_BATT_BARS 255 >")),
+        (AXIENT, ("< REP 1 TX_MODEL AD2 >", "< REP 1 TX_BATT_BARS 255 >")),
+    ],
+)
+def test_a_pack_that_reports_its_model_is_present_without_battery_bars(family, frames):
+    ch = channel(family, *frames)
+    assert ch.tx_present is True and ch.tx_model and ch.battery_bars is None
+
+
+def test_control_characters_are_dropped_from_device_strings():
+    reading = read(
+        ULXD,
+        1,
+        "< REP FW_VER {2.7\x00.6.0\x7f} >",
+        "< REP 1 CHAN_NAME {Lead\x00Vox\x07} >",
+        "< REP 1 TX_TYPE ULXD2\x00 >",
+    )
+    assert reading.firmware == "2.7.6.0"
+    assert reading.channels[1].name == "LeadVox"
+    assert reading.channels[1].tx_model == "ULXD2"
+
+
+@pytest.mark.parametrize(
     ("raw", "minutes", "state"),
     [("00000", 0, None), ("65532", 65532, None), ("65533", None, RUNTIME_WARNING),
      ("65534", None, RUNTIME_CALCULATING), ("65535", None, None)],

@@ -492,6 +492,27 @@ def test_peak_shows_a_clip_then_recovers(sim):
 # ---------------------------------------------------------------- faults
 
 
+def test_override_reports_a_raw_value_to_every_client_until_restored(sim):
+    thread = sim("ad")
+    c = sim.connect(thread, "ad")
+    thread.override("ad", "FW_VER", "{" + "9" * 40 + "}")
+    c.read_frame("< REP FW_VER {" + "9" * 40 + "} >")  # unsolicited, like a real change
+    thread.override("ad", "TX_BATT_BARS", "255", channel=2)
+    c.read_frame("< REP 2 TX_BATT_BARS 255 >")
+    frames = _get_all(c, 4, "METER_RATE") + c.collect(0.3)
+    assert "< REP 2 TX_BATT_BARS 255 >" in frames and "< REP 2 TX_MODEL ADX1 >" in frames
+    assert thread.snapshot("ad")["overrides"] == [
+        {"channel": 0, "prop": "FW_VER", "value": "{" + "9" * 40 + "}"},
+        {"channel": 2, "prop": "TX_BATT_BARS", "value": "255"},
+    ]
+    thread.override("ad", "TX_BATT_BARS", None, channel=2)
+    c.read_frame("< REP 2 TX_BATT_BARS 004 >")
+    with pytest.raises(SimulatorError, match="does not report"):
+        thread.override("ad", "TX_TYPE", "X", channel=1)  # ULX-D's name: an AD never sends it
+    with pytest.raises(SimulatorError):
+        thread.override("ad", "FW_VER", "{a > b}")
+
+
 def test_fault_refuse_then_recover(sim):
     thread = sim("ulxd")
     existing = sim.connect(thread, "ulxd")

@@ -77,8 +77,21 @@ def test_never_seen_pack_is_tx_com_error():
     )
 
 
-def test_present_pack_without_battery_reading_falls_back_to_previous():
-    assert status(tx_present=True, battery_bars=None, last_battery_bars=4) == ChannelStatus.PREV_GOOD
+def test_present_pack_without_battery_reading_is_battery_unknown_not_off():
+    # The pack is on (the receiver reports its model): neither "Off (was good)" nor "No transmitter".
+    assert status(tx_present=True, battery_bars=None, last_battery_bars=4) == ChannelStatus.BATTERY_UNKNOWN
+    assert (
+        status(tx_present=True, battery_bars=None, last_battery_bars=None, last_battery_at=None)
+        == ChannelStatus.BATTERY_UNKNOWN
+    )
+    assert ChannelStatus.BATTERY_UNKNOWN.label == "Battery unknown"
+
+
+def test_peak_shows_on_a_present_pack_with_unknown_battery():
+    assert status(tx_present=True, battery_bars=None, last_peak_at=NOW) == ChannelStatus.AUDIO_PEAK
+    assert status(tx_present=True, battery_bars=None, last_peak_at=NOW - timedelta(seconds=11)) == (
+        ChannelStatus.BATTERY_UNKNOWN
+    )
 
 
 def test_peak_on_a_switched_off_pack_is_not_shown():

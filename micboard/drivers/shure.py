@@ -25,7 +25,12 @@ for (another client meters at the same rate, so its SAMPLEs may arrive mid-ALL):
 be ALL's, and only the 00000 echo closes the reply. A later matching ``REP METER_RATE`` for a channel also
 restarts the wait for that channel's SAMPLE, so normally the SAMPLE we keep follows our own SET.
 
-Outcomes: no TCP connection -> :class:`ConnectionTimeoutError`; connected but not one byte before the
+Connecting: an IP address is used as it is; a host name is resolved by :func:`~micboard.drivers.resolver.resolve_host`
+within the poll's timeout (never in the event loop's default executor, which ``asyncio.run`` would wait for),
+then the resolved addresses are tried in order with what is left of the timeout.
+
+Outcomes: host name not resolved in time -> :class:`AddressResolutionError`; no TCP connection ->
+:class:`ConnectionTimeoutError`; connected but not one byte before the
 deadline -> :class:`DeviceSilentError`; bytes but no valid frame -> :class:`ProtocolError`; valid frames
 but missing SAMPLEs at the deadline -> the partial reading (those channels have ``metered=False``). If the
 device closes the connection (or resets it) after the ALL reply was complete, i.e. after our METER_RATE was
@@ -57,6 +62,7 @@ from micboard.drivers.base import (
     audio_percent_from_dbfs,
     rf_percent_from_dbm,
 )
+from micboard.drivers.resolver import resolve_host
 from micboard.drivers.shure_models import (
     AXIENT,
     FAMILIES,
@@ -67,7 +73,7 @@ from micboard.drivers.shure_models import (
     clamp_meter_rate,
     shure_model,
 )
-from micboard.exceptions import ConnectionTimeoutError, DeviceSilentError, ProtocolError
+from micboard.exceptions import AddressResolutionError, ConnectionTimeoutError, DeviceSilentError, ProtocolError
 
 __all__ = [
     "DEFAULT_PORT",
@@ -92,6 +98,8 @@ VERB_ERR = "ERR"
 _PROP_RE = re.compile(r"[A-Z][A-Z0-9_]*\Z")
 _NUMBER_RE = re.compile(r"[0-9]{1,10}\Z")  # PSM1000 meters are large linear integers
 _SMALL_RE = re.compile(r"[0-9]{1,2}\Z")  # channel numbers and sub-indexes
+# C0 control characters and DEL: dropped from device strings (NUL cannot even be stored by PostgreSQL).
+_CONTROL_CHARS = dict.fromkeys([*range(0x20), 0x7F])
 
 # Properties whose name is followed by a sub-index (antenna 1-4, slot 1-8) before the value (§1.3).
 _INDEXED_PROPS = frozenset({"RSSI", "RSSI_LED_BITMAP"})
@@ -264,10 +272,10 @@ def _int(value: str | None) -> int:
 
 
 def _text(value: str | None) -> str | None:
-    """Names and ids: trimmed; empty means unknown."""
+    """Names and ids: control characters dropped, trimmed; empty means unknown."""
     if value is None:
         return None
-    return value.strip() or None
+    return value.translate(_CONTROL_CHARS).strip() or None
 
 
 def _word(value: str | None) -> str | None:
@@ -935,25 +943,46 @@ class _Session(asyncio.Protocol):
             )
 
 
-async def _connect(host: str, port: int, timeout: float, session: _Session) -> None:
+async def _connect(host: str, port: int, timeout: float, deadline: float, session: _Session) -> None:
+    """Resolve ``host`` (if it is a name) and connect to its addresses in turn, all before ``deadline``.
+
+    Raises:
+        AddressResolutionError: the name did not resolve within ``timeout``.
+        ConnectionTimeoutError: no address took the connection.
+    """
     where = f"{host}:{port}"
     loop = asyncio.get_running_loop()
     try:
-        await asyncio.wait_for(loop.create_connection(lambda: session, host, port), timeout)
-    except TimeoutError:
-        raise ConnectionTimeoutError(
-            f"{where}: no TCP connection within {timeout:g} s (device off, wrong address, or filtered)"
-        ) from None
-    except ConnectionRefusedError:
-        raise ConnectionTimeoutError(
-            f"{where}: connection refused (nothing listens on that port; is it a Shure receiver?)"
-        ) from None
-    except OSError as exc:
-        raise ConnectionTimeoutError(f"{where}: cannot connect: {exc.strerror or exc}") from None
-    except (ValueError, OverflowError, UnicodeError) as exc:
-        raise ConnectionTimeoutError(f"{where}: invalid address: {exc}") from None
-    assert session.transport is not None
-    enable_keepalive(session.transport.get_extra_info("socket"))
+        addresses = await resolve_host(host, timeout=timeout)
+    except AddressResolutionError as exc:
+        raise AddressResolutionError(f"{where}: {exc}") from None
+    error: ConnectionTimeoutError | None = None
+    for address in addresses:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            break
+        try:
+            await asyncio.wait_for(loop.create_connection(lambda: session, address, port), remaining)
+        except TimeoutError:
+            error = None  # the deadline passed: reported below
+            break
+        except ConnectionRefusedError:
+            error = ConnectionTimeoutError(
+                f"{where}: connection refused (nothing listens on that port; is it a Shure receiver?)"
+            )
+        except OSError as exc:
+            error = ConnectionTimeoutError(f"{where}: cannot connect: {exc.strerror or exc}")
+        except (ValueError, OverflowError, UnicodeError) as exc:
+            error = ConnectionTimeoutError(f"{where}: invalid address: {exc}")
+        else:
+            assert session.transport is not None
+            enable_keepalive(session.transport.get_extra_info("socket"))
+            return
+    if error is not None:
+        raise error
+    raise ConnectionTimeoutError(
+        f"{where}: no TCP connection within {timeout:g} s (device off, wrong address, or filtered)"
+    )
 
 
 async def poll(
@@ -968,6 +997,7 @@ async def poll(
     ``latency_ms`` of the reading is the time from starting to connect to the first byte received.
 
     Raises:
+        AddressResolutionError: ``host`` is a name that did not resolve within ``timeout``.
         ConnectionTimeoutError: no TCP connection, or the device closed it without a word.
         DeviceSilentError: connected, but the device sent nothing before the deadline.
         ProtocolError: unsupported model, nothing valid received, or the connection dropped before the
@@ -984,7 +1014,7 @@ async def poll(
     deadline = started + timeout
 
     session = _Session(spec.family, spec.channels, rate)
-    await _connect(host, port, timeout, session)
+    await _connect(host, port, timeout, deadline, session)
     try:
         session.send("GET 0 ALL")
         session.send(f"SET 0 METER_RATE {rate:05d}")

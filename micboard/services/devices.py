@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db import DatabaseError, InterfaceError, OperationalError, models, transaction
 from django.db import connection as db_connection
-from django.db import models, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from micboard.drivers.base import ChannelReading, ReceiverReading
 from micboard.drivers.shure_models import shure_model
-from micboard.exceptions import ConfigurationError, DeviceNotFoundError, InvalidReadingError
+from micboard.exceptions import (
+    ChannelRemovalError,
+    ConfigurationError,
+    DeviceNotFoundError,
+    InvalidReadingError,
+)
 from micboard.models import (
     DRIVER_SHURE_TCP,
+    AuditEntry,
     Channel,
+    GroupSlot,
     Location,
     Manufacturer,
     RealTimeConnection,
@@ -27,6 +35,8 @@ from micboard.models import (
 from micboard.services.board import BoardService
 from micboard.services.health import ConnectionHealthService
 from micboard.status import compute_status
+
+logger = logging.getLogger("micboard.devices")
 
 # Transmitter fields copied from a ChannelReading (reading attribute -> model field).
 _TX_FIELDS = {
@@ -51,7 +61,6 @@ _METER_FIELDS = {
 }
 # Written on every successful poll; on their own they change nothing a user sees.
 _BOOKKEEPING = {"last_seen", "last_battery_at"}
-_BLANK_STRING_FIELDS = {"model", "battery_type", "antennas", "runtime_state", "rf_antennas"}
 _MAX_ANTENNAS = 8  # "100," * 8 fits Transmitter.rf_antennas (32 characters)
 
 
@@ -110,8 +119,29 @@ def _rf_antennas_text(percents: tuple[int, ...] | None) -> str:
     return ",".join(str(p) for p in (percents or ())[:_MAX_ANTENNAS])
 
 
-def _set(obj, field: str, value, changed: set[str]) -> None:
-    if value is None and field in _BLANK_STRING_FIELDS:
+def _database_failed(exc: DatabaseError) -> bool:
+    """The database itself failed (connection lost, locked, cancelled), as opposed to refusing a value."""
+    return isinstance(exc, (OperationalError, InterfaceError))
+
+
+def _summary(exc: BaseException) -> str:
+    """The first line of an exception's message, at most 200 characters, for logs and ``last_error``."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def _set(obj: models.Model, field: str, value, changed: set[str]) -> None:
+    """Set ``obj.field`` and note it in ``changed`` when the value differs.
+
+    Device strings are cut to the column's ``max_length`` (whatever a receiver sends, the row can be
+    written), and unknown (None) is stored as "" in text columns that do not take NULL.
+    """
+    model_field = obj._meta.get_field(field)
+    if isinstance(value, str):
+        if model_field.max_length is not None and len(value) > model_field.max_length:
+            value = value[: model_field.max_length]
+    elif value is None and not model_field.null and isinstance(model_field, (models.CharField, models.TextField)):
         value = ""
     if getattr(obj, field) != value:
         setattr(obj, field, value)
@@ -162,21 +192,103 @@ class DeviceService:
 
     @staticmethod
     @transaction.atomic
-    def sync_channels(*, receiver: Receiver) -> int:
-        """Make the channel rows match the receiver's model; returns how many were added.
+    def sync_channels(*, receiver: Receiver, remove_extra: bool = False) -> int:
+        """Create the channel rows (and their transmitter and connection rows) the receiver's model has.
 
-        Channels beyond the model's count (after a model change) are removed.
+        Args:
+            remove_extra: also delete channels beyond the model's count, with their performers and
+                tiles; only ``update_receiver`` passes it, after the removal was confirmed.
+        Returns:
+            How many channels were added.
         """
         count = receiver.channel_count
         existing = set(receiver.channels.values_list("number", flat=True))
         new = [Channel(receiver=receiver, number=n) for n in range(1, count + 1) if n not in existing]
         Channel.objects.bulk_create(new)
-        receiver.channels.filter(number__gt=count).delete()
+        if remove_extra:
+            receiver.channels.filter(number__gt=count).delete()
         missing_tx = receiver.channels.filter(transmitter__isnull=True)
         Transmitter.objects.bulk_create([Transmitter(channel=c) for c in missing_tx])
         RealTimeConnection.objects.get_or_create(receiver=receiver)
         BoardService.bump_version_on_commit()
         return len(new)
+
+    @staticmethod
+    def channel_removal(*, receiver: Receiver) -> str:
+        """Say what saving an edited receiver would remove: the channels its model lacks and what hangs on them.
+
+        Args:
+            receiver: a stored receiver carrying its edited, not yet saved, model.
+        Returns:
+            ``"ch 3 (Maya), ch 4; tile 5 of Band"`` (each channel with its performer, then the board
+            tiles on them), or ``""`` when nothing would be removed (always for a new receiver).
+        Raises:
+            ConfigurationError: unknown model.
+        """
+        try:
+            count = shure_model(receiver.model).channels
+        except KeyError as exc:
+            raise ConfigurationError(f"Unsupported receiver model {receiver.model!r}") from exc
+        if receiver.pk is None:
+            return ""
+        doomed = list(
+            Channel.objects.filter(receiver_id=receiver.pk, number__gt=count)
+            .select_related("assignment__performer")
+            .order_by("number")
+        )
+        channels = []
+        for channel in doomed:
+            assignment = getattr(channel, "assignment", None)
+            channels.append(f"ch {channel.number}" + (f" ({assignment.performer.name})" if assignment else ""))
+        slots = (
+            GroupSlot.objects.filter(channel__in=doomed)
+            .select_related("group")
+            .order_by("group__position", "group__name", "position")
+        )
+        tiles = [f"tile {slot.position} of {slot.group.name}" for slot in slots]
+        return "; ".join(part for part in (", ".join(channels), ", ".join(tiles)) if part)
+
+    @staticmethod
+    @transaction.atomic
+    def update_receiver(*, receiver: Receiver, confirm_removal: bool = False) -> Receiver:
+        """Save a receiver edited in setup (new or changed) and make its channels match its model.
+
+        Channel numbers the model still has keep their channel, performer and tiles. Channels it
+        lacks go, with their assignments and tiles, only when confirmed; one audit entry then
+        says exactly what went.
+
+        Args:
+            receiver: the edited receiver; saved here.
+            confirm_removal: go ahead when the change removes channels.
+        Returns:
+            The saved receiver.
+        Raises:
+            ConfigurationError: unknown model.
+            ChannelRemovalError: the change removes channels and ``confirm_removal`` is False;
+                nothing is saved.
+        """
+        previous = None
+        if receiver.pk is not None:
+            previous = (
+                Receiver.objects.select_for_update().filter(pk=receiver.pk).values_list("model", flat=True).first()
+            )
+        removed = DeviceService.channel_removal(receiver=receiver)
+        receiver.model = shure_model(receiver.model).model
+        if removed and not confirm_removal:
+            raise ChannelRemovalError(
+                f"Changing {receiver.name} from {previous} to {receiver.model} removes {removed}", removed=removed
+            )
+        receiver.save()
+        DeviceService.sync_channels(receiver=receiver, remove_extra=bool(removed))
+        if removed:
+            summary = f"{receiver.name}: model {previous} -> {receiver.model} removed {removed}"
+            AuditEntry.objects.create(
+                action="removed",
+                model=Channel._meta.verbose_name,
+                object_id=str(receiver.pk),
+                summary=summary if len(summary) <= 255 else summary[:254] + "…",
+            )
+        return receiver
 
     @staticmethod
     def set_active(*, receivers: QuerySet[Receiver] | Iterable[Receiver], active: bool) -> int:
@@ -215,17 +327,53 @@ class DeviceService:
         return len(ids)
 
     @staticmethod
-    @transaction.atomic
     def record_poll_results(*, outcomes: Sequence[PollOutcome], now: datetime | None = None) -> bool:
         """Apply one poll cycle's outcomes: write only what changed, in bulk.
+
+        Normally one transaction for the whole batch. When the database refuses it (a value it cannot
+        store), the batch is rolled back and each receiver's outcome is written on its own, in its own
+        transaction, so one receiver's bad data never costs another its reading; a reading that still
+        cannot be stored is recorded (and logged) as a failed poll of its receiver.
 
         Args:
             outcomes: one per polled receiver.
             now: the cycle's time.
         Returns:
             True when anything the board shows changed.
+        Raises:
+            DatabaseError: the database itself failed (unreachable, locked): nothing was written.
         """
         now = now or timezone.now()
+        try:
+            with transaction.atomic():
+                return DeviceService._record_outcomes(outcomes, now)
+        except DatabaseError as exc:
+            if _database_failed(exc):
+                raise
+            logger.warning("the database refused a batch of poll results (%s); writing each apart", _summary(exc))
+        changed = False
+        for outcome in outcomes:
+            try:
+                with transaction.atomic():
+                    changed |= DeviceService._record_outcomes([outcome], now)
+                continue
+            except DatabaseError as exc:
+                if _database_failed(exc):
+                    raise
+                logger.error(
+                    "receiver %s: its poll result could not be stored: %s",
+                    outcome.receiver_id,
+                    _summary(exc),
+                    exc_info=logger.isEnabledFor(logging.DEBUG),
+                )
+                error = f"the reading could not be stored in the database: {_summary(exc)}"
+            with transaction.atomic():
+                changed |= DeviceService._record_outcomes([PollOutcome(outcome.receiver_id, error=error)], now)
+        return changed
+
+    @staticmethod
+    def _record_outcomes(outcomes: Sequence[PollOutcome], now: datetime) -> bool:
+        """Write a batch of outcomes (the caller holds the transaction); True when the board changed."""
         by_id = {o.receiver_id: o for o in outcomes}
         receivers = {r.pk: r for r in Receiver.objects.filter(pk__in=by_id)}
         connections = {c.receiver_id: c for c in RealTimeConnection.objects.filter(receiver_id__in=receivers)}
@@ -256,7 +404,7 @@ class DeviceService:
                 for attr, field in (("firmware", "firmware"), ("device_id", "device_id"), ("rf_band", "rf_band")):
                     value = getattr(reading, attr)
                     if value is not None:
-                        _set(receiver, field, value[:64], fields)
+                        _set(receiver, field, value, fields)
                 for number, ch_reading in reading.channels.items():
                     channel = channel_map.get((receiver_id, number))
                     if channel is None:
@@ -281,11 +429,11 @@ class DeviceService:
             raise InvalidReadingError(f"Reading for channel {reading.number} applied to channel {channel.number}")
         fields: set[str] = set()
         if reading.name is not None:
-            _set(channel, "name", reading.name[:64], fields)
+            _set(channel, "name", reading.name, fields)
         if reading.frequency_khz is not None:
             _set(channel, "frequency_khz", reading.frequency_khz, fields)
         if reading.group_channel is not None:
-            _set(channel, "group_channel", reading.group_channel[:16], fields)
+            _set(channel, "group_channel", reading.group_channel, fields)
         if fields:
             changes.append((channel, fields))
 
@@ -298,8 +446,6 @@ class DeviceService:
         _set(tx, "present", present, tx_fields)
         for attr, field in _TX_FIELDS.items():
             value = getattr(reading, attr)
-            if attr == "battery_type" and value is not None:
-                value = value[:8]
             _set(tx, field, value if present or attr == "audio_muted" else None, tx_fields)
         _set(tx, "runtime_state", (reading.battery_runtime_state or "") if present else "", tx_fields)
         if reading.metered:

@@ -135,8 +135,9 @@ class ManufacturerService:
     def sync_devices(*, manufacturers: QuerySet[Manufacturer] | Iterable[Manufacturer]) -> int:
         """Bring every receiver of these manufacturers in line with its model and poll it now.
 
-        Creates missing channel, transmitter and connection rows, removes channels the
-        model doesn't have, and asks the poller to read each receiver in its next cycle.
+        Creates missing channel, transmitter and connection rows and asks the poller to read each
+        receiver in its next cycle. It never removes a channel (that takes a confirmed model change
+        through ``DeviceService.update_receiver``).
         Returns the number of receivers synced.
         """
         from micboard.services.devices import DeviceService
