@@ -6,12 +6,14 @@ the poller to read the receiver in its next cycle).
 
 from __future__ import annotations
 
+import copy
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Min, Q
 from django.utils.html import format_html
 
-from micboard.exceptions import DiscoveryError
+from micboard.exceptions import ConfigurationError, DiscoveryError
 from micboard.models import (
     Assignment,
     AuditEntry,
@@ -85,7 +87,11 @@ class ManufacturerAdmin(admin.ModelAdmin):
     def receiver_count(self, obj):
         return obj.n_receivers
 
-    @admin.action(description="Sync devices (channels, then poll now)")
+    def has_sync_permission(self, request):
+        """Syncing rewrites the receivers' channels: it takes the right to change receivers."""
+        return request.user.has_perm("micboard.change_receiver")
+
+    @admin.action(permissions=["sync"], description="Sync devices (channels, then poll now)")
     def sync_devices(self, request, queryset):
         count = ManufacturerService.sync_devices(manufacturers=queryset)
         self.message_user(request, f"Synced {count} receiver(s); they are polled in the next cycle.")
@@ -109,14 +115,51 @@ class ChannelInline(admin.TabularInline):
         return False  # channels follow the receiver's model
 
 
+class ReceiverAdminForm(forms.ModelForm):
+    """The receiver form; a model change that removes channels must be confirmed."""
+
+    confirm_removal = forms.BooleanField(
+        required=False,
+        widget=forms.HiddenInput,  # shown (as a checkbox) only when the change removes channels
+        label="Confirm removal",
+        help_text="Remove the channels this model does not have, with their performers and board tiles.",
+    )
+
+    class Meta:
+        model = Receiver
+        fields = ["name", "manufacturer", "model", "driver", "host", "port", "location", "active"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk is None or not cleaned.get("model"):
+            return cleaned
+        edited = copy.copy(self.instance)
+        edited.model = cleaned["model"]
+        try:
+            removed = DeviceService.channel_removal(receiver=edited)
+        except ConfigurationError as exc:
+            self.add_error("model", str(exc))
+            return cleaned
+        if removed:
+            self.fields["confirm_removal"].widget = forms.CheckboxInput()
+            if not cleaned.get("confirm_removal"):
+                self.add_error(
+                    "model",
+                    f"{edited.model} has {edited.channel_count} channel(s): saving removes {removed}. "
+                    "Tick “Confirm removal” to save anyway.",
+                )
+        return cleaned
+
+
 @admin.register(Receiver)
 class ReceiverAdmin(BoardAdmin):
     list_display = ["name", "model", "address", "location", "active", "online_status", "lowest_battery", "last_seen"]
     list_filter = ["active", "online", "manufacturer", "model", "location"]
     search_fields = ["name", "host", "device_id"]
     readonly_fields = ["online", "last_seen", "firmware", "device_id", "rf_band"]
+    form = ReceiverAdminForm
     fields = [
-        "name", "manufacturer", "model", "driver", "host", "port", "location", "active",
+        "name", "manufacturer", "model", "confirm_removal", "driver", "host", "port", "location", "active",
         "online", "last_seen", "firmware", "device_id", "rf_band",
     ]
     inlines = [ChannelInline]
@@ -152,22 +195,28 @@ class ReceiverAdmin(BoardAdmin):
             return _badge("#667085", "—")
         return _badge(_battery_colour(obj.min_bars), f"{obj.min_bars}/5")
 
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if obj is None or not self.has_change_permission(request, obj):
+            return [f for f in fields if f != "confirm_removal"]  # nothing to confirm on a new or read-only receiver
+        return fields
+
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        DeviceService.sync_channels(receiver=obj)
+        # The form asked for confirmation when the change removes channels; the service re-checks.
+        DeviceService.update_receiver(receiver=obj, confirm_removal=form.cleaned_data.get("confirm_removal", False))
         DeviceService.request_poll(receivers=[obj])
 
-    @admin.action(description="Poll now")
+    @admin.action(permissions=["change"], description="Poll now")
     def poll_now(self, request, queryset):
         count = DeviceService.request_poll(receivers=queryset)
         self.message_user(request, f"{count} receiver(s) are polled in the next cycle.")
 
-    @admin.action(description="Mark inactive (stop polling)")
+    @admin.action(permissions=["change"], description="Mark inactive (stop polling)")
     def mark_inactive(self, request, queryset):
         count = DeviceService.set_active(receivers=queryset, active=False)
         self.message_user(request, f"{count} receiver(s) no longer polled.")
 
-    @admin.action(description="Mark active (poll again)")
+    @admin.action(permissions=["change"], description="Mark active (poll again)")
     def mark_active(self, request, queryset):
         count = DeviceService.set_active(receivers=queryset, active=True)
         DeviceService.request_poll(receivers=queryset)
@@ -240,12 +289,12 @@ class AssignmentAdmin(BoardAdmin):
         )
         obj.pk = assignment.pk
 
-    @admin.action(description="Enable alerts")
+    @admin.action(permissions=["change"], description="Enable alerts")
     def enable_alerts(self, request, queryset):
         count = AssignmentService.set_alerts(assignments=queryset, enabled=True)
         self.message_user(request, f"Alerts enabled on {count} assignment(s).")
 
-    @admin.action(description="Disable alerts")
+    @admin.action(permissions=["change"], description="Disable alerts")
     def disable_alerts(self, request, queryset):
         count = AssignmentService.set_alerts(assignments=queryset, enabled=False)
         self.message_user(request, f"Alerts disabled on {count} assignment(s).")
@@ -296,13 +345,13 @@ class RealTimeConnectionAdmin(admin.ModelAdmin):
         colour = {"connected": "#1a7f37", "degraded": "#b54708", "failed": "#b42318"}.get(obj.status, "#667085")
         return _badge(colour, obj.get_status_display())
 
-    @admin.action(description="Check health")
+    @admin.action(permissions=["view"], description="Check health")
     def check_health(self, request, queryset):
         for report in ConnectionHealthService.check_health(connections=queryset.select_related("receiver")):
             level = messages.SUCCESS if report.healthy else messages.WARNING
             self.message_user(request, f"{report.receiver}: {report.message}", level=level)
 
-    @admin.action(description="Reset (forget failures, retry now)")
+    @admin.action(permissions=["change"], description="Reset (forget failures, retry now)")
     def reset(self, request, queryset):
         count = ConnectionHealthService.reset(connections=queryset)
         self.message_user(request, f"Reset {count} connection(s); they are retried in the next cycle.")
