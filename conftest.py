@@ -11,21 +11,25 @@ import shutil
 import pytest
 
 
-def clear_own_state() -> None:
-    """Forget the board cache and the coordination keys of this run, and nothing else."""
+def drop_cache_entries() -> None:
+    """Drop every cache entry of this run, as culling or eviction would (coordination keys are not entries)."""
     from django.conf import settings
     from django.core.cache import cache
 
-    from micboard import coordination
-
     if settings.REDIS_URL:
         client = cache._cache.get_client(write=True)
-        prefix = f"{settings.CACHES['default']['KEY_PREFIX']}:*"
-        keys = list(client.scan_iter(match=prefix, count=500))
+        keys = list(client.scan_iter(match=f"{settings.CACHES['default']['KEY_PREFIX']}:1:*", count=500))
         if keys:
             client.delete(*keys)
     else:
         cache.clear()  # a file cache in this run's own directory
+
+
+def clear_own_state() -> None:
+    """Forget the board cache and the coordination keys of this run, and nothing else."""
+    from micboard import coordination
+
+    drop_cache_entries()
     coordination.store().clear()
 
 

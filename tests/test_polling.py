@@ -6,8 +6,8 @@ The other end is the protocol simulator; nothing of micboard is mocked.
 import time
 
 import pytest
-from django.core.cache import cache
 
+from conftest import drop_cache_entries
 from micboard import coordination
 from micboard.models import Channel, Receiver
 from micboard.services import BoardService, DeviceService
@@ -170,7 +170,7 @@ def test_poller_state_survives_the_cache_being_culled(small_rig):
     store = coordination.store()
     store.set(CHAIN_KEY, "running-chain")
     version, beat = BoardService.version(), BoardService.heartbeat()
-    cache.clear()
+    drop_cache_entries()
     assert store.get(CHAIN_KEY) == "running-chain"
     assert BoardService.version() == version and BoardService.heartbeat() == beat
     assert BoardService.staleness() == ""
