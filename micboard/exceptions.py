@@ -74,3 +74,14 @@ class DiscoveryError(MicboardError):
 
 class CoordinationError(MicboardError):
     """The store the poller and the web processes coordinate through (Redis or its SQLite file) failed."""
+
+
+class KioskLinkError(MicboardError):
+    """A kiosk link is not (or no longer) usable; ``reason`` is invalid, unknown, revoked or expired.
+
+    ``str(exc)`` is the sentence the screen shows ("This kiosk link was revoked.").
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

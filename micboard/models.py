@@ -301,3 +301,34 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.action} {self.model} {self.summary}"
+
+
+class KioskLink(models.Model):
+    """A signed, read-only link that opens the board (or the phone view) without an account.
+
+    Only ``token_id`` (random, not a secret on its own) is stored; the URL carries it signed with the
+    SECRET_KEY (``micboard.services.kiosk``), so the database never holds a working link in clear.
+    ``group`` scopes the link to one board group; deleting the group deletes its scoped links, so a
+    scoped screen is refused rather than widened to every group.
+    """
+
+    name = models.CharField(max_length=100, help_text="Where the screen is, e.g. “FOH tablet” or “Sam's phone”.")
+    token_id = models.CharField(max_length=43, unique=True, editable=False)
+    group = models.ForeignKey(
+        Group, null=True, blank=True, on_delete=models.CASCADE, related_name="kiosk_links",
+        help_text="Show only this group. Leave empty for every group.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Leave empty for a link that never expires.")
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [("revoke_kiosklink", "Can revoke kiosk link")]
+
+    def __str__(self) -> str:
+        return self.name

@@ -3,6 +3,8 @@
 from micboard.services.board import BoardService
 from micboard.services.devices import DeviceService, PollOutcome, PollTarget
 from micboard.services.health import ConnectionHealthService
+from micboard.services.kiosk import KioskService
+from micboard.services.roles import RoleService
 from micboard.services.setup import (
     AssignmentService,
     DiscoveryService,
@@ -18,8 +20,10 @@ __all__ = [
     "DeviceService",
     "DiscoveryService",
     "GroupService",
+    "KioskService",
     "LocationService",
     "ManufacturerService",
     "PollOutcome",
     "PollTarget",
+    "RoleService",
 ]
