@@ -2,12 +2,15 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from web import views
+from web import access_views, views
 
 urlpatterns = [
     path("", views.board, name="board"),
     path("board/grid/", views.board_grid, name="board-grid"),
     path("healthz", views.healthz, name="healthz"),
+    path("k/<str:token>/", access_views.kiosk_open, name="kiosk-open"),
+    path("kiosk/<int:pk>/qr.svg", access_views.kiosk_qr, name="kiosk-qr"),
+    path("phone/", access_views.phone, name="phone"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -6,8 +6,6 @@ import time
 from datetime import UTC, datetime
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
-from django.contrib.auth.views import redirect_to_login
 from django.core.cache import cache
 from django.db import DatabaseError, connection
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
@@ -17,13 +15,13 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
-from django_htmx.http import HttpResponseClientRedirect
 
 from micboard import coordination
 from micboard.exceptions import CoordinationError, DeviceNotFoundError
 from micboard.models import Receiver
 from micboard.services import BoardService
 from micboard.services.board import BoardData, cache_get, cache_set, poller_silence_limit
+from web.access import access_of, viewer_required
 
 GRID_KEY = "micboard:board:grid:{group}"  # cache: the latest rendered grid of a group (one entry each)
 GRID_TIMEOUT = 24 * 3600  # seconds; the ETag inside the entry decides whether it is current
@@ -80,16 +78,24 @@ def _board(group: str) -> BoardData:
 
 
 @require_GET
-@login_required
+@viewer_required
 def board(request: HttpRequest) -> HttpResponse:
-    """The front-of-house board: group tabs and the tile grid, complete without JavaScript."""
+    """The front-of-house board: group tabs and the tile grid, complete without JavaScript.
+
+    A kiosk scoped to a group (viewer_required keeps it on that group) gets that group's tab only.
+    """
     data = _board(request.GET.get("group", ""))
     stale, since = _poller_stale()
     context = _board_context(data, stale=stale, since=since, etag=_etag(data, stale, since))
+    scope = access_of(request).scope
+    if scope is not None:
+        context["groups"] = [g for g in context["groups"] if g["slug"] == scope.slug]
+        context["scoped"] = True
     return render(request, "micboard/board.html", context)
 
 
 @require_GET
+@viewer_required
 def board_grid(request: HttpRequest) -> HttpResponse:
     """The tile grid alone, for HTMX refreshes; 304 with no body when the client's copy is current.
 
@@ -97,10 +103,6 @@ def board_grid(request: HttpRequest) -> HttpResponse:
     group). With the coordination store down there is no version: the grid is rendered from the
     database on every refresh, without an ETag, and says that live updates are impaired.
     """
-    if not request.user.is_authenticated:
-        if request.htmx:
-            return HttpResponseClientRedirect(f"{reverse(settings.LOGIN_URL)}?next={reverse('board')}")
-        return redirect_to_login(request.get_full_path())
     group = request.GET.get("group", "")
     stale, since = _poller_stale()
     try:

@@ -88,8 +88,9 @@
   function onFailure(evt) {
     if (!isGridRequest(evt)) { return; }
     var xhr = evt.detail && evt.detail.xhr;
-    if (evt.type === "htmx:responseError" && xhr && xhr.status === 401) {
-      window.location.reload(); // session ended: let the server send us to the login page
+    if (evt.type === "htmx:responseError" && xhr && (xhr.status === 401 || xhr.status === 403)) {
+      // Session ended, role removed, kiosk link revoked or expired: reload so the server shows why.
+      window.location.reload();
       return;
     }
     showBanner("Server unreachable — board not updating");
