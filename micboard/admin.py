@@ -10,7 +10,12 @@ import copy
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IS_POPUP_VAR
+from django.core.exceptions import ValidationError
 from django.db.models import Count, Min, Q
+from django.http import HttpResponseRedirect
+from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from micboard.exceptions import ConfigurationError, DiscoveryError
@@ -21,6 +26,7 @@ from micboard.models import (
     DiscoveryTask,
     Group,
     GroupSlot,
+    KioskLink,
     Location,
     Manufacturer,
     Performer,
@@ -33,6 +39,7 @@ from micboard.services import (
     ConnectionHealthService,
     DeviceService,
     DiscoveryService,
+    KioskService,
     ManufacturerService,
 )
 from micboard.services.board import BoardService
@@ -393,3 +400,92 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+KIOSK_COLOURS = {"active": "#1a7f37", "revoked": "#b42318", "expired": "#667085"}
+
+
+class KioskLinkForm(forms.ModelForm):
+    class Meta:
+        model = KioskLink
+        fields = ["name", "group", "expires_at"]
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("A kiosk link needs a name, e.g. “FOH tablet”.")
+        return name
+
+    def clean_expires_at(self):
+        value = self.cleaned_data.get("expires_at")
+        if value is not None and "expires_at" in self.changed_data and value <= timezone.now():
+            raise forms.ValidationError("The expiry must be in the future.")
+        return value
+
+
+@admin.register(KioskLink)
+class KioskLinkAdmin(admin.ModelAdmin):
+    """Kiosk links: created through KioskService, shown with their URL and QR code, revoked by action."""
+
+    form = KioskLinkForm
+    list_display = ["name", "scope", "state_badge", "expires_at", "last_used_at", "created_by", "created_at"]
+    list_filter = ["group"]
+    search_fields = ["name"]
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return ["state_badge", "created_by", "created_at", "revoked_at", "last_used_at"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("group", "created_by")
+
+    @admin.display(description="Groups", ordering="group__name")
+    def scope(self, obj):
+        return obj.group.name if obj.group else "All groups"
+
+    @admin.display(description="State")
+    def state_badge(self, obj):
+        state = KioskService.state(link=obj)
+        return _badge(KIOSK_COLOURS[state], state.capitalize())
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The change page shows a usable link's URLs and the QR code of its phone view (templates/admin/...)."""
+        extra_context = dict(extra_context or {})
+        obj = self.get_object(request, object_id)
+        if obj is not None and KioskService.state(link=obj) == "active":
+            extra_context["kiosk_board_url"] = request.build_absolute_uri(KioskService.path(link=obj))
+            extra_context["kiosk_phone_url"] = request.build_absolute_uri(
+                KioskService.path(link=obj, destination="battery")
+            )
+            extra_context["kiosk_qr_url"] = f"{reverse('kiosk-qr', args=[obj.pk])}?to=battery"
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        try:
+            link = KioskService.create(
+                name=obj.name, group=obj.group, expires_at=obj.expires_at, created_by=request.user
+            )
+        except ConfigurationError as exc:  # the form checked the same rules; a race lands here
+            raise ValidationError(str(exc)) from exc
+        obj.pk, obj.token_id, obj.created_at, obj.created_by = link.pk, link.token_id, link.created_at, request.user
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if "_addanother" in request.POST or IS_POPUP_VAR in request.POST:
+            return super().response_add(request, obj, post_url_continue)
+        self.message_user(request, f"Kiosk link “{obj.name}” created: open the link on the screen or scan its QR code.")
+        return HttpResponseRedirect(reverse("admin:micboard_kiosklink_change", args=[obj.pk]))
+
+    def has_revoke_permission(self, request):
+        return request.user.has_perm("micboard.revoke_kiosklink")
+
+    @admin.action(permissions=["revoke"], description="Revoke (screens using them stop at their next refresh)")
+    def revoke(self, request, queryset):
+        count = KioskService.revoke(links=queryset)
+        self.message_user(
+            request, f"Revoked {count} kiosk link(s); their screens show the revocation at the next refresh."
+        )
