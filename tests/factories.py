@@ -95,3 +95,18 @@ def receivers_for(sim, keys):
         host, port = sim.address(key)
         out[key] = make_receiver(name=rig.name, model=rig.model, host=host, port=port)
     return out
+
+
+def make_user(username: str, *, role: str | None = "viewer", password: str | None = None, **fields):
+    """A user holding ``role`` (viewer / operator / admin, None: no role), as micboard's roles give it."""
+    from django.contrib.auth import get_user_model
+
+    from micboard.services import RoleService
+
+    user = get_user_model().objects.create_user(username, password=password, **fields)
+    staff = user.is_staff
+    RoleService.grant(user=user, role=role)
+    if staff and not user.is_staff:  # keep a staff flag asked for explicitly
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
+    return user

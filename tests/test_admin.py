@@ -18,6 +18,7 @@ from micboard.services import (
     DeviceService,
     DiscoveryService,
     GroupService,
+    KioskService,
     LocationService,
     PollOutcome,
 )
@@ -50,6 +51,7 @@ def rig(receiver):
     AssignmentService.assign(channel=receiver.channels.get(number=1), performer="Maya")
     GroupService.set_tiles(name="Band", channels=[receiver.channels.get(number=1), None])
     DiscoveryService.request_discovery(scope="10.0.0.0/24")
+    KioskService.create(name="FOH tablet", group=Group.objects.get(name="Band"))
     return receiver
 
 
@@ -73,6 +75,7 @@ ADMIN_PAGES = {
     "realtimeconnection": (403, "Band Rack"),  # created with the receiver
     "discoverytask": (200, "10.0.0.0/24"),
     "auditentry": (403, "Band Rack (ULXD4D)"),  # written by the system
+    "kiosklink": (200, "FOH tablet Band Active"),
 }
 
 

@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from micboard.services import BoardService, DeviceService, GroupService, PollOutcome
-from tests.factories import make_receiver, pack_off, pack_on, reading
+from tests.factories import make_receiver, make_user, pack_off, pack_on, reading
 
 pytestmark = pytest.mark.django_db
 
@@ -126,12 +126,12 @@ def test_stopped_poller_is_announced_and_changes_the_etag(admin_client, rig):
     assert grid(admin_client, etag=stale["ETag"]).status_code == 304
 
 
-def test_shared_grid_holds_nothing_user_specific(client, django_user_model):
+def test_shared_grid_holds_nothing_user_specific(client):
     """A staff user's render of an empty board must not reach other screens with its admin link."""
     screens = {}
     for name, staff in (("tech", True), ("wrangler", False)):
         screen = type(client)()
-        screen.force_login(django_user_model.objects.create_user(name, is_staff=staff))
+        screen.force_login(make_user(name, is_staff=staff))
         screens[name] = screen
     BoardService.record_heartbeat()
     staff_grid = grid(screens["tech"]).content.decode()
@@ -183,7 +183,7 @@ def test_board_pages_send_a_strict_content_security_policy(admin_client, rig):
     assert "Content-Security-Policy" not in admin_client.get(reverse("admin:index"))
 
 
-def test_every_screen_shares_one_render_per_board_version(client, django_user_model, rig, monkeypatch):
+def test_every_screen_shares_one_render_per_board_version(client, rig, monkeypatch):
     from django.template.loader import render_to_string
 
     from web import views
@@ -198,7 +198,7 @@ def test_every_screen_shares_one_render_per_board_version(client, django_user_mo
     screens = []
     for name in ("foh", "monitors"):
         screen = type(client)()
-        screen.force_login(django_user_model.objects.create_user(name))
+        screen.force_login(make_user(name))
         screens.append(screen)
     first, second = (grid(s) for s in screens)
     assert first.content == second.content and first["ETag"] == second["ETag"]
