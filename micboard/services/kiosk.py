@@ -19,7 +19,6 @@ from django.core import signing
 from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import urlencode
 
 from micboard.exceptions import ConfigurationError, KioskLinkError
 from micboard.models import Group, KioskLink
@@ -90,7 +89,7 @@ class KioskService:
         if destination not in DESTINATIONS:
             raise ConfigurationError(f"Unknown kiosk destination {destination!r}")
         path = reverse("kiosk-open", kwargs={"token": KioskService.token(link=link)})
-        return path if destination == "board" else f"{path}?{urlencode({'next': DESTINATIONS[destination]})}"
+        return path if destination == "board" else f"{path}?next={DESTINATIONS[destination]}"  # fixed, URL-safe
 
     @staticmethod
     def resolve(*, token: str) -> KioskLink:
