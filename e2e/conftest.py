@@ -7,7 +7,7 @@ import pytest
 from django.db import connections
 
 from tasks.polling import run_poll_cycle
-from tests.factories import receivers_for, start_simulator, use_fast_polls
+from tests.factories import make_user, receivers_for, start_simulator, use_fast_polls
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "e2e-pass-123"
@@ -111,8 +111,8 @@ def poller(rig, e2e_settings):
 
 
 @pytest.fixture
-def logged_in(page, live_server, transactional_db, django_user_model):
-    django_user_model.objects.create_user("crew", password=PASSWORD)
+def logged_in(page, live_server, transactional_db):
+    make_user("crew", role="viewer", password=PASSWORD)  # the board needs a role (web/access.py)
     page.goto(f"{live_server.url}/")
     page.fill("input[name=username]", "crew")
     page.fill("input[name=password]", PASSWORD)

@@ -1,0 +1,110 @@
+"""Roles and kiosk links in Chromium: a kiosk screen without an account, revocation, each role's controls."""
+
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from playwright.sync_api import expect
+
+from e2e.conftest import PASSWORD
+from micboard.models import KioskLink
+from micboard.services import KioskService, RoleService
+from tests.factories import make_user
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "var" / "screenshots"
+README_SHOT = Path(__file__).resolve().parent.parent / "docs" / "screenshots" / "kiosk-qr.png"
+WITHIN_MS = 4000  # board data: a few poll intervals
+
+
+def one_refresh_ms() -> float:
+    """One grid refresh, plus the reload that shows the refusal and a margin for a loaded machine."""
+    return settings.MICBOARD_REFRESH_INTERVAL * 1000 + 2500
+
+
+def shot(page, name):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+
+
+def sign_in(page, live_server, username, role):
+    make_user(username, role=role, password=PASSWORD)
+    page.goto(f"{live_server.url}/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit], input[type=submit]")
+    return page
+
+
+def test_kiosk_link_shows_the_board_without_login_until_revoked(page, live_server, poller, rig):
+    link = KioskService.create(name="FOH tablet")
+    page.goto(live_server.url + KioskService.path(link=link))  # a fresh browser context: no account, no cookie
+    expect(page.locator("article.tile").first).to_have_attribute("data-status", "GOOD", timeout=WITHIN_MS)
+    expect(page.locator("#app-kiosk")).to_have_text("Kiosk · FOH tablet")
+    expect(page.locator("input[name=password]")).to_have_count(0)
+    expect(page.locator("#phone-link")).to_have_count(0)
+    shot(page, "kiosk-board.png")
+
+    KioskService.revoke(links=[link])
+    refusal = page.locator("#access-refused")
+    expect(refusal).to_contain_text("This kiosk link was revoked", timeout=one_refresh_ms())
+    expect(page.locator("#board-grid")).to_have_count(0)
+    expect(page.get_by_text("Server unreachable")).to_have_count(0)
+    shot(page, "kiosk-revoked.png")
+
+
+def test_scoped_kiosk_shows_only_its_group(page, live_server, poller, rig):
+    from micboard.services import GroupService
+
+    lead, romeo = rig["ulxd"].channels.get(number=1), rig["ad"].channels.get(number=1)
+    band = GroupService.set_tiles(name="Band", channels=[lead])
+    GroupService.set_tiles(name="Cast", channels=[romeo])
+    page.goto(live_server.url + KioskService.path(link=KioskService.create(name="Band tablet", group=band)))
+    expect(page.locator(f'article.tile[data-channel-id="{lead.pk}"]')).to_be_visible(timeout=WITHIN_MS)
+    expect(page.locator(f'article.tile[data-channel-id="{romeo.pk}"]')).to_have_count(0)
+    expect(page.locator("#group-tabs a")).to_have_text(["1 Band"])
+    assert page.url.endswith("/?group=band")
+
+
+def test_viewer_sees_no_operator_controls(page, live_server, rig):
+    sign_in(page, live_server, "wrangler", "viewer")
+    expect(page.locator("#board-grid")).to_be_visible()
+    expect(page.locator("#phone-link")).to_have_count(0)
+    page.goto(f"{live_server.url}/phone/")
+    expect(page.locator("#access-refused")).to_contain_text("Ask your production manager for the operator role")
+
+
+def test_role_removed_mid_session_shows_the_refusal_on_the_next_refresh(page, live_server, poller, rig):
+    sign_in(page, live_server, "wrangler", "viewer")
+    expect(page.locator("article.tile").first).to_be_visible(timeout=WITHIN_MS)
+    RoleService.grant(user=get_user_model().objects.get(username="wrangler"), role=None)
+    expect(page.locator("#access-refused")).to_contain_text(
+        "Ask your production manager for a role", timeout=one_refresh_ms()
+    )
+    expect(page.get_by_text("Server unreachable")).to_have_count(0)
+
+
+def test_operator_makes_a_phone_qr_code_that_opens_the_battery_view(page, live_server, rig, browser):
+    sign_in(page, live_server, "stage-manager", "operator")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.click("#phone-link")
+    page.fill("input[name=name]", "Sam's phone")
+    page.select_option("select[name=valid_for]", "12h")
+    page.get_by_role("button", name="Create link and show QR code").click()
+    qr = page.get_by_role("img", name="QR code of the kiosk link Sam's phone")
+    expect(qr).to_be_visible()
+    # The SVG from /kiosk/<id>/qr.svg loaded and drew under the page's CSP.
+    page.wait_for_function("() => (img => img.complete && img.naturalWidth > 0)(document.querySelector('.qr-image'))")
+    link = KioskLink.objects.get(name="Sam's phone")
+    url = page.locator("#kiosk-url").inner_text()
+    assert url == live_server.url + KioskService.path(link=link, destination="battery")
+    README_SHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(README_SHOT))
+    shot(page, "kiosk-qr.png")
+
+    phone = browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        tab = phone.new_page()
+        tab.goto(url)
+        assert tab.url == f"{live_server.url}/battery/"  # the phone view (another part of issue 6) from here
+    finally:
+        phone.close()
