@@ -1,12 +1,14 @@
 """Roles and kiosk links in Chromium: a kiosk screen without an account, revocation, each role's controls."""
 
+import os
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
-from e2e.conftest import PASSWORD
+from e2e.conftest import CHROMIUM, PASSWORD
 from micboard.models import KioskLink
 from micboard.services import KioskService, RoleService
 from tests.factories import make_user
@@ -14,6 +16,31 @@ from tests.factories import make_user
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "var" / "screenshots"
 README_SHOT = Path(__file__).resolve().parent.parent / "docs" / "screenshots" / "kiosk-qr.png"
 WITHIN_MS = 4000  # board data: a few poll intervals
+
+
+LAN_NAME = "micboard.lan"  # how phones reach the server in these tests (Chromium resolves it to the live server)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """conftest's browser, resolving LAN_NAME to loopback: QR codes made there carry a name a phone could use."""
+    from playwright.sync_api import sync_playwright
+
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM,
+                headless=True,
+                args=[
+                    "--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update",
+                    f"--host-resolver-rules=MAP {LAN_NAME} 127.0.0.1",
+                ],
+            )
+            yield browser
+            browser.close()
+    finally:
+        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
 
 
 def one_refresh_ms() -> float:
@@ -83,9 +110,14 @@ def test_role_removed_mid_session_shows_the_refusal_on_the_next_refresh(page, li
     expect(page.get_by_text("Server unreachable")).to_have_count(0)
 
 
-def test_operator_makes_a_phone_qr_code_that_opens_the_battery_view(page, live_server, rig, browser):
-    sign_in(page, live_server, "stage-manager", "operator")
-    page.set_viewport_size({"width": 1280, "height": 800})
+def test_operator_makes_a_phone_qr_code_that_opens_the_battery_view(page, live_server, rig, browser, settings):
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, LAN_NAME]
+    server = live_server.url.replace("localhost", LAN_NAME)
+    make_user("stage-manager", role="operator", password=PASSWORD)
+    page.goto(f"{server}/")
+    page.fill("input[name=username]", "stage-manager")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit], input[type=submit]")
     page.click("#phone-link")
     page.fill("input[name=name]", "Sam's phone")
     page.select_option("select[name=valid_for]", "12h")
@@ -94,9 +126,10 @@ def test_operator_makes_a_phone_qr_code_that_opens_the_battery_view(page, live_s
     expect(qr).to_be_visible()
     # The SVG from /kiosk/<id>/qr.svg loaded and drew under the page's CSP.
     page.wait_for_function("() => (img => img.complete && img.naturalWidth > 0)(document.querySelector('.qr-image'))")
+    expect(page.locator("#loopback-warning")).to_have_count(0)
     link = KioskLink.objects.get(name="Sam's phone")
     url = page.locator("#kiosk-url").inner_text()
-    assert url == live_server.url + KioskService.path(link=link, destination="battery")
+    assert url == server + KioskService.path(link=link, destination="battery")
     README_SHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(README_SHOT))
     shot(page, "kiosk-qr.png")
@@ -105,6 +138,27 @@ def test_operator_makes_a_phone_qr_code_that_opens_the_battery_view(page, live_s
     try:
         tab = phone.new_page()
         tab.goto(url)
-        assert tab.url == f"{live_server.url}/battery/"  # the phone view (another part of issue 6) from here
+        assert tab.url == f"{server}/battery/"  # the phone view (another part of issue 6) from here
     finally:
         phone.close()
+
+
+def test_phone_page_opened_on_localhost_warns_that_phones_cannot_use_it(page, live_server, rig):
+    sign_in(page, live_server, "stage-manager", "operator")
+    page.goto(f"{live_server.url}/phone/")
+    expect(page.locator("#loopback-warning")).to_contain_text("a phone cannot open a code made here")
+
+
+def test_admin_shows_the_qr_code_of_a_new_kiosk_link(page, live_server, transactional_db, django_user_model):
+    django_user_model.objects.create_superuser("pm", password=PASSWORD)
+    page.goto(f"{live_server.url}/admin/micboard/kiosklink/add/")
+    page.fill("input[name=username]", "pm")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("input[type=submit]")
+    page.fill("input[name=name]", "Stage door tablet")
+    page.click("input[name=_save]")
+    expect(page.locator(".messagelist")).to_contain_text("Kiosk link “Stage door tablet” created")
+    page.wait_for_function("() => (img => img.complete && img.naturalWidth > 0)(document.getElementById('kiosk-qr'))")
+    link = KioskLink.objects.get(name="Stage door tablet")
+    expect(page.locator("#kiosk-board-url")).to_have_text(live_server.url + KioskService.path(link=link))
+    shot(page, "kiosk-admin.png")

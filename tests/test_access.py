@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import Group as AuthGroup
 from django.contrib.auth.models import Permission
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -85,6 +85,10 @@ def test_micboard_roles_command_restores_the_roles_and_grants(capsys):
     user.refresh_from_db()
     assert RoleService.role_of(user=user) == "viewer" and not user.is_staff
     assert "sam is now viewer" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="Unknown role 'boss'"):
+        call_command("micboard_roles", "--grant", "boss", "sam")
+    with pytest.raises(CommandError, match="No user named 'nobody'"):
+        call_command("micboard_roles", "--grant", "viewer", "nobody")
 
 
 # (role, board page, grid refresh, phone page, admin index) status codes
@@ -303,6 +307,9 @@ def test_operator_creates_a_phone_link_and_gets_its_qr_code(rig):
     body = svg.content.decode()
     assert body.startswith("<svg") and "<script" not in body and "style=" not in body
     assert "no-store" in svg["Cache-Control"]
+    assert 'id="loopback-warning"' not in html  # testserver is a name phones could reach
+    local = operator.get(created["Location"], headers={"host": "127.0.0.1:8000"}).content.decode()
+    assert 'id="loopback-warning"' in local and "a phone cannot open a code made here" in local
 
 
 def test_phone_form_rejects_bad_input_and_stores_nothing(rig):

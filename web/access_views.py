@@ -73,6 +73,8 @@ def _phone_context(request: HttpRequest, *, selected: KioskLink | None, errors: 
         "errors": errors,
         "form": form,
         "can_create": request.user.has_perm("micboard.add_kiosklink"),
+        # A code made on http://localhost/ points the phone at itself: say so instead of failing on the phone.
+        "loopback": request.get_host().rsplit(":", 1)[0] in {"localhost", "127.0.0.1", "[::1]"},
     }
 
 
