@@ -37,8 +37,9 @@ from django.utils import timezone
 
 from micboard import coordination
 from micboard.models import AuditEntry, Manufacturer, RealTimeConnection, Receiver
-from micboard.services import BoardService, DeviceService
+from micboard.services import BoardService, DeviceService, RoleService
 from micboard.services.board import HEARTBEAT_KEY
+from micboard.services.roles import VIEWER
 from micboard.simulators.rig import RigChannel, RigDevice
 from micboard.simulators.shure import SimulatedShureDevice, SimulatorThread
 from tasks.polling import run_poll_cycle
@@ -430,6 +431,7 @@ class _Run:
 
     def board_section(self) -> None:
         self.user = get_user_model().objects.create_user(f"benchmark-{uuid.uuid4().hex[:12]}", password=None)
+        RoleService.grant(user=self.user, role=VIEWER)  # the board wants a role (web/access.py)
         self.client = Client()
         self.client.force_login(self.user)
         self.out("")
