@@ -31,8 +31,17 @@ API for views (apply the decorator closest to the function, under ``require_GET`
     ``can_operate``, ``can_view``, ``micboard_role`` and ``kiosk`` for every template. Never use them
     inside a partial that is cached and shared between screens (the board's grid).
 
+``refuse(request, message, status=403, reason="role")``
+    The refusal page, for views that refuse something finer themselves.
+
 Refusals render ``templates/micboard/access_denied.html`` with status 403 (400 for a tampered kiosk
 token); board.js reloads the page when a grid refresh answers 401 or 403, so the screen shows why.
+
+Moving a view over from the interim decorators: ``@login_required`` on a read view becomes
+``@viewer_required``; ``@login_required`` + ``@permission_required("micboard.change_x", raise_exception=True)``
+on a write becomes ``@operator_required`` (keep the ``permission_required`` under it when the write
+needs a permission the operator group holds, so an admin can still take it from one group). The
+operator group's permissions are listed in ``micboard.services.roles``; add new models there.
 """
 
 from __future__ import annotations
