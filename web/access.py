@@ -39,9 +39,9 @@ token); board.js reloads the page when a grid refresh answers 401 or 403, so the
 
 Moving a view over from the interim decorators: ``@login_required`` on a read view becomes
 ``@viewer_required``; ``@login_required`` + ``@permission_required("micboard.change_x", raise_exception=True)``
-on a write becomes ``@operator_required`` (keep the ``permission_required`` under it when the write
-needs a permission the operator group holds, so an admin can still take it from one group). The
-operator group's permissions are listed in ``micboard.services.roles``; add new models there.
+on a write becomes ``@operator_required`` (a ``permission_required`` may stay under it when a write
+needs a finer check than the role; the operator group holds the permissions listed in
+``micboard.services.roles``, where new models are added).
 """
 
 from __future__ import annotations
