@@ -26,6 +26,7 @@ from micboard.models import (
     Performer,
     RealTimeConnection,
     Receiver,
+    Show,
     Transmitter,
 )
 from micboard.services import (
@@ -393,3 +394,13 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(Show)
+class ShowAdmin(admin.ModelAdmin):
+    """The show's name, venue and date for the sheet headers: one row, added once, then edited."""
+
+    list_display = ["name", "venue", "date"]
+
+    def has_add_permission(self, request):
+        return super().has_add_permission(request) and not Show.objects.exists()

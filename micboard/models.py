@@ -301,3 +301,22 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.action} {self.model} {self.summary}"
+
+
+class Show(TimeStampedModel):
+    """The show the rig is set up for (one row): printed in the header of the channel sheets."""
+
+    name = models.CharField(max_length=100, blank=True, help_text="Printed at the top of the channel sheets.")
+    venue = models.CharField(max_length=100, blank=True)
+    date = models.DateField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "show"
+
+    def __str__(self) -> str:
+        return self.name or "Show"
+
+    @classmethod
+    def current(cls) -> Show:
+        """The show's details (an unsaved blank one until set in the admin)."""
+        return cls.objects.order_by("pk").first() or cls()
