@@ -85,7 +85,7 @@ class Tile:
     muted: bool = False
     prev: bool = False
     hint: str = ""
-    last_seen: str = ""  # ISO time the pack (else the receiver) was last heard; "" when live or never
+    last_seen: str = ""  # ISO time the pack (its receiver when offline) was last heard; "" when live or never
 
     @property
     def antenna_meters(self) -> tuple[AntennaMeter, ...]:
@@ -160,7 +160,12 @@ def tile_for_channel(channel: Channel, *, slot: int) -> Tile:
     else:
         bars = percent = None
         runtime = ""
-    seen = None if live else (tx.last_seen if tx and tx.last_seen else receiver.last_seen)
+    if live:
+        seen = None
+    elif status == ChannelStatus.RX_COM_ERROR:
+        seen = receiver.last_seen  # when the receiver last answered (the pack's own time ran on until then)
+    else:
+        seen = tx.last_seen if tx else None
     online = status not in (ChannelStatus.RX_COM_ERROR, ChannelStatus.UNASSIGNED)
     return Tile(
         kind="channel",
