@@ -175,3 +175,13 @@ def test_battery_page_links_the_manifest(admin_client, rig):
     html = admin_client.get(reverse("battery")).content.decode()
     assert '<link rel="manifest" href="/manifest.webmanifest">' in html
     assert 'name="theme-color"' in html
+
+
+def test_stopped_poller_is_announced_on_the_phone_with_a_fixed_time(admin_client, rig):
+    fresh = listing(admin_client)
+    assert "stale-banner" not in fresh.content.decode()
+    BoardService.record_heartbeat(at=1_700_000_000.0)
+    stale = listing(admin_client, etag=fresh["ETag"])
+    html = stale.content.decode()
+    assert stale.status_code == 200 and stale["ETag"] != fresh["ETag"]
+    assert 'data-since="2023-11-14T22:13:20+00:00"' in html and "no data from the poller since" in html
