@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from micboard.exceptions import ChannelRemovalError
-from micboard.models import Assignment, AuditEntry, Group, GroupSlot, RealTimeConnection, Receiver
+from micboard.models import Assignment, AuditEntry, Group, GroupSlot, RealTimeConnection, Receiver, Show
 from micboard.services import (
     AssignmentService,
     DeviceService,
@@ -50,6 +50,7 @@ def rig(receiver):
     AssignmentService.assign(channel=receiver.channels.get(number=1), performer="Maya")
     GroupService.set_tiles(name="Band", channels=[receiver.channels.get(number=1), None])
     DiscoveryService.request_discovery(scope="10.0.0.0/24")
+    Show.objects.create(name="Summer Gala")
     return receiver
 
 
@@ -73,6 +74,7 @@ ADMIN_PAGES = {
     "realtimeconnection": (403, "Band Rack"),  # created with the receiver
     "discoverytask": (200, "10.0.0.0/24"),
     "auditentry": (403, "Band Rack (ULXD4D)"),  # written by the system
+    "show": (403, "Summer Gala"),  # one row: added once, then edited
 }
 
 

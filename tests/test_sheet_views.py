@@ -134,6 +134,14 @@ def test_query_count_is_constant(admin_client, rig):
     assert count("?group=band") == grouped
 
 
+def test_show_is_added_in_the_admin_when_there_is_none(admin_client):
+    assert admin_client.get(reverse("admin:micboard_show_add")).status_code == 200
+    form = {"name": "Gala", "venue": "", "date": "2026-07-14"}
+    response = admin_client.post(reverse("admin:micboard_show_add"), form)
+    assert response.status_code == 302 and Show.current().date == datetime.date(2026, 7, 14)
+    assert "Gala" in sheet(admin_client).content.decode()
+
+
 def test_show_is_edited_in_the_admin_once(admin_client, rig):
     assert admin_client.get(reverse("admin:micboard_show_add")).status_code == 403
     show = Show.objects.get()
