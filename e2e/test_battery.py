@@ -60,8 +60,14 @@ def test_phone_view_lists_packs_by_urgency_without_sideways_scroll(
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"battery-{width}x{height}.png"))
+    # Scrolled to the end, the last pack is whole above the group bar (the bar never covers a row).
+    page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
+    last = rows(page).last.bounding_box()
+    assert last["y"] + last["height"] <= nav.bounding_box()["y"] + 0.5
+    assert nav.bounding_box()["y"] + nav.bounding_box()["height"] == pytest.approx(height, abs=1)
     if size == (390, 844):
         DOCS.mkdir(parents=True, exist_ok=True)
+        page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(DOCS / "battery.png"))
 
 
@@ -102,6 +108,8 @@ def test_group_filter_links_work(logged_in, live_server, poller, rig):
     expect(page).to_have_url(f"{page.url.split('?')[0]}?group=cast")
     expect(rows(page)).to_have_count(2)
     expect(page.locator("nav.battery-nav a[aria-current=page]")).to_have_text("Cast")
+    box = page.locator("nav.battery-nav").bounding_box()  # a short list: the bar still sits at the bottom edge
+    assert box["y"] + box["height"] == pytest.approx(640, abs=1)
 
 
 def test_manifest_is_served_and_linked(logged_in, live_server):
