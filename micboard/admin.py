@@ -32,6 +32,7 @@ from micboard.models import (
     Performer,
     RealTimeConnection,
     Receiver,
+    Show,
     Transmitter,
 )
 from micboard.services import (
@@ -489,3 +490,11 @@ class KioskLinkAdmin(admin.ModelAdmin):
         self.message_user(
             request, f"Revoked {count} kiosk link(s); their screens show the revocation at the next refresh."
         )
+@admin.register(Show)
+class ShowAdmin(admin.ModelAdmin):
+    """The show's name, venue and date for the sheet headers: one row, added once, then edited."""
+
+    list_display = ["name", "venue", "date"]
+
+    def has_add_permission(self, request):
+        return super().has_add_permission(request) and not Show.objects.exists()

@@ -332,3 +332,20 @@ class KioskLink(models.Model):
 
     def __str__(self) -> str:
         return self.name
+class Show(TimeStampedModel):
+    """The show the rig is set up for (one row): printed in the header of the channel sheets."""
+
+    name = models.CharField(max_length=100, blank=True, help_text="Printed at the top of the channel sheets.")
+    venue = models.CharField(max_length=100, blank=True)
+    date = models.DateField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "show"
+
+    def __str__(self) -> str:
+        return self.name or "Show"
+
+    @classmethod
+    def current(cls) -> Show:
+        """The show's details (an unsaved blank one until set in the admin)."""
+        return cls.objects.order_by("pk").first() or cls()

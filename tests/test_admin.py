@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from micboard.exceptions import ChannelRemovalError
-from micboard.models import Assignment, AuditEntry, Group, GroupSlot, RealTimeConnection, Receiver
+from micboard.models import Assignment, AuditEntry, Group, GroupSlot, RealTimeConnection, Receiver, Show
 from micboard.services import (
     AssignmentService,
     DeviceService,
@@ -52,6 +52,7 @@ def rig(receiver):
     GroupService.set_tiles(name="Band", channels=[receiver.channels.get(number=1), None])
     DiscoveryService.request_discovery(scope="10.0.0.0/24")
     KioskService.create(name="FOH tablet", group=Group.objects.get(name="Band"))
+    Show.objects.create(name="Summer Gala")
     return receiver
 
 
@@ -76,6 +77,7 @@ ADMIN_PAGES = {
     "discoverytask": (200, "10.0.0.0/24"),
     "auditentry": (403, "Band Rack (ULXD4D)"),  # written by the system
     "kiosklink": (200, "FOH tablet Band Active"),
+    "show": (403, "Summer Gala"),  # one row: added once, then edited
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from django.conf import settings
@@ -47,8 +48,8 @@ def _poller_stale() -> tuple[bool, str]:
     return stale, datetime.fromtimestamp(beat, UTC).isoformat(timespec="seconds") if stale else ""
 
 
-def _etag(board: BoardData, stale: bool, since: str) -> str:
-    return f'"b-{board.version}-{board.group}-{since if stale else 0}"'
+def _etag(board: BoardData, stale: bool, since: str, *, tag: str = "b") -> str:
+    return f'"{tag}-{board.version}-{board.group}-{since if stale else 0}"'
 
 
 def _board_context(board: BoardData, *, stale: bool, since: str, etag: str) -> dict:
@@ -94,6 +95,54 @@ def board(request: HttpRequest) -> HttpResponse:
     return render(request, "micboard/board.html", context)
 
 
+def shared_render(
+    request: HttpRequest, *, group: str, template: str, key: str, tag: str, context: Callable[..., dict]
+) -> HttpResponse:
+    """A partial rendered once per board version and group and shared by every screen; 304 when current.
+
+    Args:
+        group: the group's slug ("" for every channel).
+        template: the partial ("page.html#partial").
+        key: cache key of the render, with ``{group}`` (one entry per group, replaced as the version moves on).
+        tag: the ETag's prefix, one per partial.
+        context: builds the template's context from ``(BoardData, stale=, since=, etag=)``; nothing
+            user-specific or ageing, since the render is shared.
+    Returns:
+        A bodiless 304 when If-None-Match holds the current ETag (one coordination read, no SQL), else the
+        render. With the coordination store down there is no version: rendered from the database every
+        time, without an ETag.
+    Raises:
+        Http404: no group has that slug.
+    """
+    stale, since = _poller_stale()
+    try:
+        version = BoardService.version()
+    except CoordinationError:
+        version = ""
+    if version:
+        etag = f'"{tag}-{version}-{group}-{since if stale else 0}"'
+        if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+            response = HttpResponseNotModified()
+        else:
+            cache_key = key.format(group=group)
+            cached = cache_get(cache_key)
+            if isinstance(cached, tuple) and len(cached) == 2 and cached[0] == etag:
+                html = cached[1]
+            else:
+                data = _board(group)
+                etag = _etag(data, stale, since, tag=tag)  # the version the tiles were built for
+                html = render_to_string(template, context(data, stale=stale, since=since, etag=etag))
+                cache_set(cache_key, (etag, html), GRID_TIMEOUT)
+            response = HttpResponse(html)
+        response["ETag"] = etag
+    else:
+        data = _board(group)
+        response = HttpResponse(render_to_string(template, context(data, stale=stale, since=since, etag="")))
+    response["Cache-Control"] = "no-cache, private"
+    response["Vary"] = "Cookie, HX-Request"
+    return response
+
+
 @require_GET
 @viewer_required
 def board_grid(request: HttpRequest) -> HttpResponse:
@@ -103,38 +152,14 @@ def board_grid(request: HttpRequest) -> HttpResponse:
     group). With the coordination store down there is no version: the grid is rendered from the
     database on every refresh, without an ETag, and says that live updates are impaired.
     """
-    group = request.GET.get("group", "")
-    stale, since = _poller_stale()
-    try:
-        version = BoardService.version()
-    except CoordinationError:
-        version = ""
-    if version:
-        etag = f'"b-{version}-{group}-{since if stale else 0}"'
-        if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
-            response = HttpResponseNotModified()
-        else:
-            key = GRID_KEY.format(group=group)
-            cached = cache_get(key)
-            if isinstance(cached, tuple) and len(cached) == 2 and cached[0] == etag:
-                html = cached[1]
-            else:
-                data = _board(group)
-                etag = _etag(data, stale, since)  # the version the tiles were built for
-                html = render_to_string(
-                    "micboard/board.html#grid", _board_context(data, stale=stale, since=since, etag=etag)
-                )
-                cache_set(key, (etag, html), GRID_TIMEOUT)
-            response = HttpResponse(html)
-        response["ETag"] = etag
-    else:
-        data = _board(group)
-        response = HttpResponse(
-            render_to_string("micboard/board.html#grid", _board_context(data, stale=stale, since=since, etag=""))
-        )
-    response["Cache-Control"] = "no-cache, private"
-    response["Vary"] = "Cookie, HX-Request"
-    return response
+    return shared_render(
+        request,
+        group=request.GET.get("group", ""),
+        template="micboard/board.html#grid",
+        key=GRID_KEY,
+        tag="b",
+        context=_board_context,
+    )
 
 
 def _check(fn) -> str:

@@ -1,5 +1,6 @@
 """The service layer: every write to the domain goes through these classes."""
 
+from micboard.services.battery import BatteryService
 from micboard.services.board import BoardService
 from micboard.services.devices import DeviceService, PollOutcome, PollTarget
 from micboard.services.health import ConnectionHealthService
@@ -12,9 +13,11 @@ from micboard.services.setup import (
     LocationService,
     ManufacturerService,
 )
+from micboard.services.sheet import SheetService
 
 __all__ = [
     "AssignmentService",
+    "BatteryService",
     "BoardService",
     "ConnectionHealthService",
     "DeviceService",
@@ -26,4 +29,5 @@ __all__ = [
     "PollOutcome",
     "PollTarget",
     "RoleService",
+    "SheetService",
 ]

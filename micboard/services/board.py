@@ -72,6 +72,7 @@ class Tile:
     battery_percent: int | None = None
     battery_type: str = ""
     runtime_text: str = ""
+    runtime_minutes: int | None = None  # what runtime_text shows, as minutes (None: unknown, calc or warn)
     rf_percent: int | None = None
     rf_dbm: float | None = None
     audio_percent: int | None = None
@@ -84,6 +85,7 @@ class Tile:
     muted: bool = False
     prev: bool = False
     hint: str = ""
+    last_seen: str = ""  # ISO time the pack (its receiver when offline) was last heard; "" when live or never
 
     @property
     def antenna_meters(self) -> tuple[AntennaMeter, ...]:
@@ -144,18 +146,26 @@ def tile_for_channel(channel: Channel, *, slot: int) -> Tile:
         connection = getattr(receiver, "connection", None)
         hint = connection.last_error if connection and connection.last_error else "Not polled yet"
     live = tx is not None and tx.present and status not in (ChannelStatus.RX_COM_ERROR, ChannelStatus.UNASSIGNED)
+    minutes = None
     if tx is None:
         bars = percent = None
         runtime = ""
     elif prev:
-        bars, percent = tx.last_battery_bars, tx.last_battery_percent
-        runtime = runtime_text(tx.last_runtime_minutes)
+        bars, percent, minutes = tx.last_battery_bars, tx.last_battery_percent, tx.last_runtime_minutes
+        runtime = runtime_text(minutes)
     elif live:
         bars, percent = tx.battery_bars, tx.battery_percent
         runtime = runtime_text(tx.runtime_minutes, tx.runtime_state)
+        minutes = tx.runtime_minutes if not tx.runtime_state else None
     else:
         bars = percent = None
         runtime = ""
+    if live:
+        seen = None
+    elif status == ChannelStatus.RX_COM_ERROR:
+        seen = receiver.last_seen  # when the receiver last answered (the pack's own time ran on until then)
+    else:
+        seen = tx.last_seen if tx else None
     online = status not in (ChannelStatus.RX_COM_ERROR, ChannelStatus.UNASSIGNED)
     return Tile(
         kind="channel",
@@ -174,6 +184,7 @@ def tile_for_channel(channel: Channel, *, slot: int) -> Tile:
         battery_percent=percent,
         battery_type=(tx.battery_type if tx and (live or prev) else ""),
         runtime_text=runtime,
+        runtime_minutes=minutes,
         rf_percent=tx.rf_percent if tx and online else None,
         rf_dbm=tx.rf_dbm if tx and online else None,
         audio_percent=tx.audio_percent if tx and online else None,
@@ -186,6 +197,7 @@ def tile_for_channel(channel: Channel, *, slot: int) -> Tile:
         muted=bool(tx and online and (tx.muted or tx.audio_muted)),
         prev=prev,
         hint=hint,
+        last_seen=seen.isoformat(timespec="seconds") if seen else "",
     )
 
 

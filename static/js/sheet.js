@@ -1,0 +1,16 @@
+/* Channel sheet: a Print button (shown only when JavaScript runs; the browser's own print works anyway). */
+(function () {
+  "use strict";
+  function start() {
+    var buttons = document.querySelectorAll("[data-print]");
+    for (var i = 0; i < buttons.length; i++) {
+      buttons[i].hidden = false;
+      buttons[i].addEventListener("click", function () { window.print(); });
+    }
+  }
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
+  }
+})();
