@@ -2,13 +2,17 @@
 
 from micboard.services.board import BoardService
 from micboard.services.devices import DeviceService, PollOutcome, PollTarget
+from micboard.services.groups import GroupEditService
 from micboard.services.health import ConnectionHealthService
+from micboard.services.scenes import SceneService, SceneSwitch
 from micboard.services.setup import (
     AssignmentService,
     DiscoveryService,
     GroupService,
     LocationService,
     ManufacturerService,
+    PastePreview,
+    PasteRow,
 )
 
 __all__ = [
@@ -17,9 +21,14 @@ __all__ = [
     "ConnectionHealthService",
     "DeviceService",
     "DiscoveryService",
+    "GroupEditService",
     "GroupService",
     "LocationService",
     "ManufacturerService",
+    "PastePreview",
+    "PasteRow",
     "PollOutcome",
     "PollTarget",
+    "SceneService",
+    "SceneSwitch",
 ]
