@@ -38,11 +38,19 @@
     for (var i = 0; i < buttons.length; i++) { buttons[i].hidden = false; }
   }
 
+  // The drawer starts under the app bar so its links (scenes, groups, log out) stay in reach.
+  function placeBelowAppBar(d) {
+    var bar = document.querySelector(".app-bar");
+    var bottom = bar ? Math.max(0, Math.round(bar.getBoundingClientRect().bottom)) : 0;
+    d.style.top = bottom + "px";
+  }
+
   function close() {
     var d = drawer();
     if (!d || d.hidden) { return; }
     d.hidden = true;
     d.textContent = ""; // stops the readings' refresh
+    document.body.classList.remove("drawer-open");
     var link = tileLink(openChannel);
     openChannel = "";
     markSelected();
@@ -57,8 +65,11 @@
     markSelected();
     window.htmx.ajax("GET", link.href, { target: d, swap: "innerHTML" }).then(function () {
       if (!d.firstElementChild) { return; }
+      placeBelowAppBar(d);
       d.hidden = false;
+      document.body.classList.add("drawer-open");
       revealCloseButtons(d);
+      if (tile && tile.scrollIntoView) { tile.scrollIntoView({ block: "nearest" }); }
       var title = d.querySelector(".drawer-title");
       (title || d).setAttribute("tabindex", "-1");
       (title || d).focus();
@@ -111,12 +122,13 @@
     }
   });
 
-  document.addEventListener("htmx:afterSwap", function (evt) {
+  function afterSwap() {
     var d = drawer();
-    if (d && inDrawer(evt)) { revealCloseButtons(d); }
-    var elt = evt.detail && evt.detail.elt;
-    if (elt && elt.id === "board-grid" || (evt.detail.target && evt.detail.target.id === "board-grid")) { markSelected(); }
-  });
+    if (d && !d.hidden) { revealCloseButtons(d); } // the form's answer replaced the drawer's content
+    if (openChannel) { markSelected(); } // a refreshed grid brings new tiles: mark the open one again
+  }
+  document.addEventListener("htmx:afterSwap", afterSwap);
+  document.addEventListener("htmx:afterSettle", afterSwap);
 
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", ensureDrawer);
