@@ -285,3 +285,9 @@ def test_admin_calls_board_groups_boards(admin_client, quad, band):
     )
     assert response.status_code == 200 and "on this board twice" in text_of(response)
     assert band.slots.count() == 4
+
+
+def test_drawer_readings_refresh_alone(operator, quad):
+    html = operator.get(reverse("channel-readings", args=[quad[0].pk])).content.decode()
+    assert html.lstrip().startswith("<section") and "Last readings" in html
+    assert "Address" not in html and 'name="name"' not in html
