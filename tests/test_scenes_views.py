@@ -196,7 +196,7 @@ def test_bulk_paste_previews_then_applies_on_confirmation(operator, quad, band):
     fingerprint = preview.context["preview"].fingerprint
     applied = operator.post(reverse("group-paste-apply", args=[band.pk]),
                             {"names": "Ada\n\nZoe\nExtra", "fingerprint": fingerprint}, follow=True)
-    assert "2 channel(s) of Band changed." in text_of(applied)
+    assert "2 channel(s) of Band changed. 1 line(s) beyond its channels were not applied." in text_of(applied)
     assert dict(Assignment.objects.values_list("channel__number", "performer__name")) == {1: "Ada", 3: "Zoe"}
 
 

@@ -417,7 +417,9 @@ def group_paste_apply(request: HttpRequest, pk: int) -> HttpResponse:
             request, "micboard/paste.html", {"group": group, "text": text, "preview": preview, "error": str(exc)},
             status=409 if isinstance(exc, AssignmentConflictError) else 422,
         )
-    messages.success(request, f"{count} channel(s) of {group.name} changed.")
+    extra = len(AssignmentService.preview_paste(group=group, text=text).extra)
+    left = f" {extra} line(s) beyond its channels were not applied." if extra else ""
+    messages.success(request, f"{count} channel(s) of {group.name} changed.{left}")
     return redirect("group-edit", pk=pk)
 
 
