@@ -308,8 +308,25 @@ class AssignmentAdmin(BoardAdmin):
         self.message_user(request, f"Alerts disabled on {count} assignment(s).")
 
 
+class GroupSlotFormSet(forms.BaseInlineFormSet):
+    def clean(self):
+        """A channel appears at most once per board (the database refuses a second tile too)."""
+        super().clean()
+        seen = set()
+        for form in self.forms:
+            if not hasattr(form, "cleaned_data") or form.cleaned_data.get("DELETE"):
+                continue
+            channel = form.cleaned_data.get("channel")
+            if channel is None:
+                continue
+            if channel.pk in seen:
+                raise forms.ValidationError(f"{channel} is on this board twice; a channel appears at most once.")
+            seen.add(channel.pk)
+
+
 class GroupSlotInline(admin.TabularInline):
     model = GroupSlot
+    formset = GroupSlotFormSet
     extra = 4
     ordering = ["position"]
     fields = ["position", "channel"]

@@ -208,6 +208,9 @@ class Group(TimeStampedModel):
 
     class Meta:
         ordering = ["position", "name"]
+        # "Board", not "group": Django's user groups live beside these in the admin.
+        verbose_name = "board"
+        verbose_name_plural = "boards"
 
     def __str__(self) -> str:
         return self.name
@@ -230,7 +233,12 @@ class GroupSlot(models.Model):
 
     class Meta:
         ordering = ["group", "position"]
-        constraints = [models.UniqueConstraint(fields=["group", "position"], name="unique_group_position")]
+        constraints = [
+            models.UniqueConstraint(fields=["group", "position"], name="unique_group_position"),
+            models.UniqueConstraint(
+                fields=["group", "channel"], condition=models.Q(channel__isnull=False), name="unique_group_channel"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.group} #{self.position}: {self.channel or 'BLANK'}"
@@ -349,3 +357,35 @@ class Show(TimeStampedModel):
     def current(cls) -> Show:
         """The show's details (an unsaved blank one until set in the admin)."""
         return cls.objects.order_by("pk").first() or cls()
+class Scene(TimeStampedModel):
+    """A named set of assignments (act 1, act 2 ...) that replaces every assignment when activated."""
+
+    name = models.CharField(max_length=100, unique=True)
+    position = models.PositiveSmallIntegerField(default=0, help_text="Order in the scene list.")
+    notes = models.CharField(max_length=255, blank=True)
+    active = models.BooleanField(default=False, editable=False, help_text="The scene activated last.")
+    activated_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["position", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["active"], condition=models.Q(active=True), name="one_active_scene"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SceneAssignment(models.Model):
+    """Who wears the pack on a channel in a scene (a channel appears at most once per scene)."""
+
+    scene = models.ForeignKey(Scene, on_delete=models.CASCADE, related_name="assignments")
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="scene_assignments")
+    performer = models.ForeignKey(Performer, on_delete=models.CASCADE, related_name="scene_assignments")
+
+    class Meta:
+        ordering = ["scene", "channel__receiver__name", "channel__number"]
+        constraints = [models.UniqueConstraint(fields=["scene", "channel"], name="unique_scene_channel")]
+
+    def __str__(self) -> str:
+        return f"{self.scene}: {self.performer} on {self.channel}"

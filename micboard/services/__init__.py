@@ -3,15 +3,19 @@
 from micboard.services.battery import BatteryService
 from micboard.services.board import BoardService
 from micboard.services.devices import DeviceService, PollOutcome, PollTarget
+from micboard.services.groups import GroupEditService
 from micboard.services.health import ConnectionHealthService
 from micboard.services.kiosk import KioskService
 from micboard.services.roles import RoleService
+from micboard.services.scenes import SceneService, SceneSwitch
 from micboard.services.setup import (
     AssignmentService,
     DiscoveryService,
     GroupService,
     LocationService,
     ManufacturerService,
+    PastePreview,
+    PasteRow,
 )
 from micboard.services.sheet import SheetService
 
@@ -22,12 +26,17 @@ __all__ = [
     "ConnectionHealthService",
     "DeviceService",
     "DiscoveryService",
+    "GroupEditService",
     "GroupService",
     "KioskService",
     "LocationService",
     "ManufacturerService",
+    "PastePreview",
+    "PasteRow",
     "PollOutcome",
     "PollTarget",
     "RoleService",
+    "SceneService",
+    "SceneSwitch",
     "SheetService",
 ]

@@ -29,11 +29,13 @@ ROLES = (VIEWER, OPERATOR, ADMIN)  # lowest first: each role can do what the one
 APP_LABEL = "micboard"
 # Viewer: the board, battery check and sheets, read only (the view_* codenames let later read-only
 # surfaces check a permission instead of a role).
-VIEWER_MODELS = ("receiver", "channel", "transmitter", "performer", "assignment", "group", "groupslot")
+VIEWER_MODELS = (
+    "receiver", "channel", "transmitter", "performer", "assignment", "group", "groupslot", "scene", "sceneassignment",
+)
 VIEWER_PERMISSIONS: tuple[str, ...] = ()
-# Operator: viewer + who wears what, board groups, phone kiosk links (scenes and acknowledging
-# alerts join here when their models exist).
-OPERATOR_MODELS = ("assignment", "performer", "group", "groupslot")
+# Operator: viewer + who wears what, board groups, scenes, phone kiosk links (acknowledging alerts
+# joins here when its model exists).
+OPERATOR_MODELS = ("assignment", "performer", "group", "groupslot", "scene", "sceneassignment")
 OPERATOR_PERMISSIONS: tuple[str, ...] = ("view_kiosklink", "add_kiosklink")
 
 

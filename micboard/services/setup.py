@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
@@ -21,6 +24,125 @@ from micboard.models import (
     Receiver,
 )
 from micboard.services.board import BoardService
+from micboard.services.names import clean_name
+
+PERFORMER_NAME_MAX = Performer._meta.get_field("name").max_length
+PASTE_MAX_CHARS = 20_000
+
+
+def clean_performer_name(name: str | None) -> str:
+    """A performer's name as typed, trimmed. Raises: ConfigurationError (empty or too long)."""
+    return clean_name(name, what="A performer", max_length=PERFORMER_NAME_MAX)
+
+
+def performer_named(name: str) -> Performer:
+    """The performer with this (clean) name, ignoring case; created when new."""
+    return Performer.objects.filter(name__iexact=name).first() or Performer.objects.create(name=name)
+
+
+def _check_expected(*, channel: Channel, expected: str) -> Assignment | None:
+    """The channel's assignment (locked), when its performer is still the one the operator saw.
+
+    Raises:
+        AssignmentConflictError: the channel was taken, changed or cleared meanwhile.
+    """
+    current = Assignment.objects.select_for_update().filter(channel=channel).select_related("performer").first()
+    now = current.performer.name if current else ""
+    if now != expected:
+        if not expected:
+            raise AssignmentConflictError(f"{channel} is already taken by {now}: change it only if you mean to.")
+        if not now:
+            raise AssignmentConflictError(f"{channel} was cleared meanwhile (it was {expected}).")
+        raise AssignmentConflictError(f"{channel} was changed to {now} meanwhile (it was {expected}).")
+    return current
+
+
+@dataclass(frozen=True, slots=True)
+class PasteRow:
+    """One channel of a bulk paste: its tile, who is on it now and who will be."""
+
+    ASSIGN, CHANGE, REMOVE, SAME, KEEP = "assign", "change", "remove", "same", "keep"
+
+    tile: int  # the tile's number on the group's board
+    line: int | None  # the pasted line (1-based); None when the paste has fewer lines than channels
+    channel: Channel
+    old: str
+    new: str
+    action: str
+
+    @property
+    def changes(self) -> bool:
+        return self.action in (self.ASSIGN, self.CHANGE, self.REMOVE)
+
+
+@dataclass(frozen=True, slots=True)
+class PasteExtra:
+    line: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class PastePreview:
+    rows: tuple[PasteRow, ...]
+    extra: tuple[PasteExtra, ...]  # non-blank lines beyond the group's channels: reported, not applied
+    errors: tuple[str, ...]
+    fingerprint: str  # the state previewed: the group's channels, their performers and the text
+
+    @property
+    def changes(self) -> tuple[PasteRow, ...]:
+        return tuple(r for r in self.rows if r.changes)
+
+
+def _paste_preview(*, group: Group, text: str) -> PastePreview:
+    text = text or ""
+    slots = list(
+        GroupSlot.objects.filter(group=group).select_related("channel__receiver", "channel__assignment__performer")
+    )
+    channels = [(tile, s.channel) for tile, s in enumerate(slots, start=1) if s.channel is not None]
+    errors: list[str] = []
+    if len(text) > PASTE_MAX_CHARS:
+        errors.append(f"The paste is too long ({len(text)} characters; at most {PASTE_MAX_CHARS}).")
+        text = ""
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    rows: list[PasteRow] = []
+    for index, (tile, channel) in enumerate(channels):
+        assignment = getattr(channel, "assignment", None)
+        old = assignment.performer.name if assignment else ""
+        if index >= len(lines):
+            rows.append(PasteRow(tile, None, channel, old, old, PasteRow.KEEP))
+            continue
+        raw = lines[index].strip()
+        if not raw:
+            rows.append(PasteRow(tile, index + 1, channel, old, old, PasteRow.KEEP))
+            continue
+        if raw == "-":
+            rows.append(PasteRow(tile, index + 1, channel, old, "", PasteRow.REMOVE if old else PasteRow.SAME))
+            continue
+        try:
+            new = clean_performer_name(raw)
+        except ConfigurationError as exc:
+            errors.append(f"Line {index + 1}: {exc}")
+            new = raw
+        action = PasteRow.SAME if new.casefold() == old.casefold() else PasteRow.CHANGE if old else PasteRow.ASSIGN
+        rows.append(PasteRow(tile, index + 1, channel, old, new, action))
+    extra = tuple(
+        PasteExtra(n, line.strip()) for n, line in enumerate(lines[len(channels):], start=len(channels) + 1)
+        if line.strip()
+    )
+    state = json.dumps(
+        [
+            group.pk,
+            [[s.pk, s.channel_id] for s in slots],
+            [[r.channel.pk, r.old] for r in rows],
+            [line.strip() for line in lines],
+        ]
+    )
+    return PastePreview(
+        rows=tuple(rows), extra=extra, errors=tuple(errors),
+        fingerprint=hashlib.sha256(state.encode()).hexdigest()[:32],
+    )
 
 
 class AssignmentService:
@@ -72,12 +194,101 @@ class AssignmentService:
         return assignment
 
     @staticmethod
-    def unassign(*, channel: Channel) -> bool:
-        """Remove whoever is on the channel. Returns True if someone was."""
+    @transaction.atomic
+    def unassign(*, channel: Channel, expected: str | None = None) -> bool:
+        """Remove whoever is on the channel. Returns True if someone was.
+
+        Args:
+            expected: the performer name the operator saw on the channel; None skips the check.
+        Raises:
+            AssignmentConflictError: the channel's performer is no longer ``expected``.
+        """
+        if expected is not None:
+            _check_expected(channel=channel, expected=expected)
         deleted, _ = Assignment.objects.filter(channel=channel).delete()
         if deleted:
             BoardService.bump_version_on_commit()
         return bool(deleted)
+
+    @staticmethod
+    @transaction.atomic
+    def reassign(*, channel: Channel, name: str, expected: str) -> Assignment:
+        """Put the performer called ``name`` on a channel, or change who is on it.
+
+        The channel keeps its alert settings, priority and responsible crew member when its
+        performer changes. A name matching an existing performer (ignoring case) reuses it.
+
+        Args:
+            name: the performer's name as typed (trimmed, at most 100 characters).
+            expected: the performer name the operator saw on the channel ("" for nobody).
+        Raises:
+            ConfigurationError: the name is empty or too long.
+            AssignmentConflictError: the channel was taken (or changed) since the operator looked.
+        """
+        name = clean_performer_name(name)
+        current = _check_expected(channel=channel, expected=expected)
+        performer = performer_named(name)
+        if current is not None:
+            if current.performer_id == performer.pk:
+                return current
+            current.performer = performer
+            current.save()
+        else:
+            try:
+                with transaction.atomic():
+                    current = Assignment.objects.create(channel=channel, performer=performer)
+            except IntegrityError as exc:  # a concurrent assign won the race
+                raise AssignmentConflictError(f"{channel} was assigned meanwhile.") from exc
+        BoardService.bump_version_on_commit()
+        return current
+
+    @staticmethod
+    def preview_paste(*, group: Group, text: str) -> PastePreview:
+        """What pasting one name per line onto a group's channels (in tile order) would do.
+
+        A blank line leaves its channel as it is, a line "-" removes the channel's performer,
+        lines beyond the group's channels are reported in ``extra`` and never applied.
+        Nothing is written.
+        """
+        return _paste_preview(group=group, text=text)
+
+    @staticmethod
+    @transaction.atomic
+    def apply_paste(*, group: Group, text: str, fingerprint: str) -> int:
+        """Apply a previewed paste in one transaction. Returns the number of channels changed.
+
+        Args:
+            fingerprint: ``PastePreview.fingerprint`` of the preview the operator confirmed.
+        Raises:
+            ConfigurationError: a line is not a valid name (nothing is applied).
+            AssignmentConflictError: the group or its performers changed since the preview.
+        """
+        list(Assignment.objects.select_for_update().filter(channel__group_slots__group=group).values_list("pk"))
+        preview = _paste_preview(group=group, text=text)
+        if preview.errors:
+            raise ConfigurationError(" ".join(preview.errors))
+        if preview.fingerprint != fingerprint:
+            raise AssignmentConflictError(
+                "The board changed since the preview (a performer or a tile of this group): check the new preview."
+            )
+        changes = preview.changes
+        if not changes:
+            return 0
+        removed = [r.channel.pk for r in changes if r.action == PasteRow.REMOVE]
+        Assignment.objects.filter(channel_id__in=removed).delete()
+        current = {a.channel_id: a for a in Assignment.objects.filter(channel__in=[r.channel for r in changes])}
+        for row in changes:
+            if row.action == PasteRow.REMOVE:
+                continue
+            performer = performer_named(row.new)
+            assignment = current.get(row.channel.pk)
+            if assignment is None:
+                Assignment.objects.create(channel=row.channel, performer=performer)
+            else:
+                assignment.performer = performer
+                assignment.save()
+        BoardService.bump_version_on_commit()
+        return len(changes)
 
     @staticmethod
     def set_alerts(*, assignments: QuerySet[Assignment] | Iterable[Assignment], enabled: bool) -> int:
@@ -115,7 +326,17 @@ class GroupService:
     @staticmethod
     @transaction.atomic
     def set_tiles(*, name: str, channels: Sequence[Channel | None], position: int | None = None) -> Group:
-        """Create or replace a group's tiles, in order; ``None`` is a BLANK spacer."""
+        """Create or replace a group's tiles, in order; ``None`` is a BLANK spacer.
+
+        Raises:
+            ConfigurationError: a channel appears twice (a channel is shown at most once per group).
+        """
+        seen: set[int] = set()
+        for channel in channels:
+            if channel is not None and channel.pk in seen:
+                raise ConfigurationError(f"{channel} is on the group {name!r} twice; a channel appears at most once")
+            if channel is not None:
+                seen.add(channel.pk)
         group = Group.objects.filter(name=name).first() or Group.objects.create(
             name=name, position=position if position is not None else Group.objects.count()
         )

@@ -1,0 +1,165 @@
+"""Operators' edits of board groups outside the admin: tabs, tile order, channels and BLANK spacers."""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Max
+from django.utils.text import slugify
+
+from micboard.exceptions import ConfigurationError
+from micboard.models import Channel, Group, GroupSlot
+from micboard.services.board import BoardService
+from micboard.services.names import clean_name
+
+GROUP_NAME_MAX = Group._meta.get_field("name").max_length
+_PARKED = 10_000  # added to positions while renumbering, above any real position
+
+
+def _clean_group_name(name: str, *, group: Group | None = None) -> str:
+    name = clean_name(name, what="A group", max_length=GROUP_NAME_MAX)
+    taken = Group.objects.filter(name__iexact=name)
+    if group is not None:
+        taken = taken.exclude(pk=group.pk)
+    if taken.exists():
+        raise ConfigurationError(f"A group called {name!r} exists already.")
+    return name
+
+
+def _free_slug(name: str) -> str:
+    base = slugify(name)[:56] or "group"
+    slug, n = base, 1
+    while Group.objects.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+def _renumber(group: Group, slots: list[GroupSlot]) -> None:
+    """Store ``slots`` (every slot of the group) at positions 1..n, in that order."""
+    GroupSlot.objects.filter(group=group).update(position=F("position") + _PARKED)
+    for position, slot in enumerate(slots, start=1):
+        slot.position = position
+    GroupSlot.objects.bulk_update(slots, ["position"])
+
+
+def _slots(group: Group) -> list[GroupSlot]:
+    return list(GroupSlot.objects.select_for_update().filter(group=group).order_by("position"))
+
+
+class GroupEditService:
+    """Board groups edited by operators: every change reaches the screens with their next refresh."""
+
+    @staticmethod
+    @transaction.atomic
+    def create_group(*, name: str) -> Group:
+        """A new, empty group with the last tab.
+
+        Raises:
+            ConfigurationError: the name is empty, too long or taken.
+        """
+        name = _clean_group_name(name)
+        position = (Group.objects.aggregate(last=Max("position"))["last"] or 0) + 1
+        try:
+            with transaction.atomic():
+                group = Group.objects.create(name=name, slug=_free_slug(name), position=position)
+        except IntegrityError as exc:
+            raise ConfigurationError(f"A group called {name!r} exists already.") from exc
+        BoardService.bump_version_on_commit()
+        return group
+
+    @staticmethod
+    @transaction.atomic
+    def rename_group(*, group: Group, name: str) -> Group:
+        """Rename a group. Its address (slug) stays, so screens showing it keep working.
+
+        Raises:
+            ConfigurationError: the name is empty, too long or taken.
+        """
+        group.name = _clean_group_name(name, group=group)
+        group.save()
+        BoardService.bump_version_on_commit()
+        return group
+
+    @staticmethod
+    @transaction.atomic
+    def delete_group(*, group: Group) -> None:
+        """Delete a group and its tiles (the channels and their performers stay)."""
+        group.delete()
+        BoardService.bump_version_on_commit()
+
+    @staticmethod
+    @transaction.atomic
+    def move_group(*, group: Group, offset: int) -> None:
+        """Move a group's tab left (``offset`` < 0) or right; tab positions become 1..n."""
+        groups = list(Group.objects.select_for_update().order_by("position", "name"))
+        index = next(i for i, g in enumerate(groups) if g.pk == group.pk)
+        target = max(0, min(len(groups) - 1, index + offset))
+        groups.insert(target, groups.pop(index))
+        for position, g in enumerate(groups, start=1):
+            if g.position != position:
+                Group.objects.filter(pk=g.pk).update(position=position)
+        BoardService.bump_version_on_commit()
+
+    @staticmethod
+    @transaction.atomic
+    def add_channel(*, group: Group, channel: Channel) -> GroupSlot:
+        """Append a channel's tile to a group.
+
+        Raises:
+            ConfigurationError: the channel is on this group already.
+        """
+        slots = _slots(group)
+        if any(s.channel_id == channel.pk for s in slots):
+            raise ConfigurationError(f"{channel} is on {group.name} already (tile {_tile_of(slots, channel)}).")
+        try:
+            with transaction.atomic():
+                slot = GroupSlot.objects.create(
+                    group=group, channel=channel, position=max((s.position for s in slots), default=0) + 1
+                )
+        except IntegrityError as exc:  # added by someone else meanwhile
+            raise ConfigurationError(f"{channel} is on {group.name} already.") from exc
+        BoardService.bump_version_on_commit()
+        return slot
+
+    @staticmethod
+    @transaction.atomic
+    def add_blank(*, group: Group) -> GroupSlot:
+        """Append a BLANK spacer to a group."""
+        slots = _slots(group)
+        position = max((s.position for s in slots), default=0) + 1
+        slot = GroupSlot.objects.create(group=group, channel=None, position=position)
+        BoardService.bump_version_on_commit()
+        return slot
+
+    @staticmethod
+    @transaction.atomic
+    def remove_slot(*, slot: GroupSlot) -> None:
+        """Remove a tile (channel or BLANK); the tiles after it move up one number."""
+        group = slot.group
+        slots = [s for s in _slots(group) if s.pk != slot.pk]
+        GroupSlot.objects.filter(pk=slot.pk).delete()
+        _renumber(group, slots)
+        BoardService.bump_version_on_commit()
+
+    @staticmethod
+    @transaction.atomic
+    def move_slot(*, slot: GroupSlot, offset: int) -> int:
+        """Move a tile up (``offset`` < 0) or down the group's order. Returns its new tile number.
+
+        Raises:
+            ConfigurationError: the tile was removed meanwhile.
+        """
+        slots = _slots(slot.group)
+        index = next((i for i, s in enumerate(slots) if s.pk == slot.pk), None)
+        if index is None:
+            raise ConfigurationError("That tile was removed meanwhile.")
+        target = max(0, min(len(slots) - 1, index + offset))
+        if target != index:
+            slots.insert(target, slots.pop(index))
+            _renumber(slot.group, slots)
+            BoardService.bump_version_on_commit()
+        return target + 1
+
+
+def _tile_of(slots: list[GroupSlot], channel: Channel) -> int:
+    return next(i for i, s in enumerate(slots, start=1) if s.channel_id == channel.pk)
