@@ -74,3 +74,7 @@ class DiscoveryError(MicboardError):
 
 class CoordinationError(MicboardError):
     """The store the poller and the web processes coordinate through (Redis or its SQLite file) failed."""
+
+
+class BoardOrderError(MicboardError):
+    """A tile number or an order for the "All" board was refused (out of range, duplicated, unknown channel)."""

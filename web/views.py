@@ -6,14 +6,16 @@ import time
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.cache import cache
 from django.db import DatabaseError, connection
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -49,6 +51,14 @@ def _poller_stale() -> tuple[bool, str]:
     return stale, datetime.fromtimestamp(beat, UTC).isoformat(timespec="seconds") if stale else ""
 
 
+def _clock_time(iso: str) -> str:
+    """An ISO time as the crew reads it on the wall clock ("20:14:05", server's TIME_ZONE); "" if none."""
+    try:
+        return timezone.localtime(datetime.fromisoformat(iso)).strftime("%H:%M:%S") if iso else ""
+    except ValueError:
+        return iso
+
+
 def _etag(board: BoardData, stale: bool, since: str) -> str:
     return f'"b-{board.version}-{board.group}-{since if stale else 0}"'
 
@@ -67,26 +77,50 @@ def _board_context(board: BoardData, *, stale: bool, since: str, etag: str) -> d
         "etag": etag,
         "stale": stale and not board.degraded,
         "stale_since": since,
+        "stale_since_text": _clock_time(since),
         "refresh_seconds": settings.MICBOARD_REFRESH_INTERVAL,
         "updated_at": board.updated_at,
+        "login_url": reverse(settings.LOGIN_URL),
     }
 
 
-def _board(group: str) -> BoardData:
-    try:
-        return BoardService.board(group=group)
-    except DeviceNotFoundError as exc:
-        raise Http404(str(exc)) from exc
+def _group_gone(request: HttpRequest, group: str) -> str:
+    """Leave a notice for the next page that the group no longer exists; return where All is."""
+    messages.info(request, f"The group “{group[:64]}” no longer exists; showing All.")
+    return reverse("board")
 
 
 @require_GET
 @login_required
 def board(request: HttpRequest) -> HttpResponse:
-    """The front-of-house board: group tabs and the tile grid, complete without JavaScript."""
-    data = _board(request.GET.get("group", ""))
+    """The front-of-house board: group tabs and the tile grid, complete without JavaScript.
+
+    A group that no longer exists (a deleted board, an old bookmark) sends the screen to All with
+    a notice rather than an error page.
+    """
+    group = request.GET.get("group", "")
+    try:
+        data = BoardService.board(group=group)
+    except DeviceNotFoundError:
+        return redirect(_group_gone(request, group))
     stale, since = _poller_stale()
     context = _board_context(data, stale=stale, since=since, etag=_etag(data, stale, since))
     return render(request, "micboard/board.html", context)
+
+
+def _grid_board(request: HttpRequest, group: str) -> BoardData | HttpResponse:
+    """The board of a grid refresh, or, for a group deleted meanwhile, the way back to All.
+
+    HTMX gets ``HX-Redirect`` to the page of All with a notice (a full page load: the tabs, the
+    address and the shortcut keys all stop pointing at the deleted group, and the notice is per
+    session, never in the shared grid render); anything else gets a 404.
+    """
+    try:
+        return BoardService.board(group=group)
+    except DeviceNotFoundError as exc:
+        if request.htmx:
+            return HttpResponseClientRedirect(_group_gone(request, group))
+        raise Http404(str(exc)) from exc
 
 
 @require_GET
@@ -117,7 +151,9 @@ def board_grid(request: HttpRequest) -> HttpResponse:
             if isinstance(cached, tuple) and len(cached) == 2 and cached[0] == etag:
                 html = cached[1]
             else:
-                data = _board(group)
+                data = _grid_board(request, group)
+                if isinstance(data, HttpResponse):
+                    return data
                 etag = _etag(data, stale, since)  # the version the tiles were built for
                 html = render_to_string(
                     "micboard/board.html#grid", _board_context(data, stale=stale, since=since, etag=etag)
@@ -126,7 +162,9 @@ def board_grid(request: HttpRequest) -> HttpResponse:
             response = HttpResponse(html)
         response["ETag"] = etag
     else:
-        data = _board(group)
+        data = _grid_board(request, group)
+        if isinstance(data, HttpResponse):
+            return data
         response = HttpResponse(
             render_to_string("micboard/board.html#grid", _board_context(data, stale=stale, since=since, etag=""))
         )
