@@ -1,4 +1,4 @@
-"""The board never lies (issue 6, part 1), in Chromium at 1280×800 (tablet) and 1920×1080 (TV)."""
+"""The board never lies (issue 6, part 1), in Chromium at 1280x800 (tablet) and 1920x1080 (TV)."""
 
 import re
 import shutil

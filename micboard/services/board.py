@@ -13,6 +13,7 @@ culled entry, a cache that is down) only costs a rebuild from the database.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -24,12 +25,13 @@ from django.utils import timezone
 
 from micboard import coordination
 from micboard.drivers.base import RUNTIME_CALCULATING, RUNTIME_WARNING
-from micboard.exceptions import CoordinationError
+from micboard.exceptions import CoordinationError, DeviceNotFoundError
 from micboard.models import Channel, Group, GroupSlot
 from micboard.status import ChannelStatus
 
 logger = logging.getLogger("micboard.board")
 
+_SLUG = re.compile(r"[-\w]{1,64}")
 VERSION_KEY = "board:version"
 HEARTBEAT_KEY = "poller:heartbeat"
 DATA_KEY = "micboard:board:data:{group}"  # cache: the latest built board of a group (one entry each)
@@ -361,6 +363,8 @@ class BoardService:
         Raises:
             micboard.exceptions.DeviceNotFoundError: no group has that slug.
         """
+        if group and not _SLUG.fullmatch(group):
+            raise DeviceNotFoundError(f"No group {group[:64]!r}")  # not even a slug: no cache key from it
         try:
             version = BoardService.version()
         except CoordinationError as exc:
@@ -379,8 +383,6 @@ class BoardService:
     @staticmethod
     def build(*, group: str, version: str) -> BoardData:
         """Build the board from the database in a constant number of queries."""
-        from micboard.exceptions import DeviceNotFoundError
-
         now = datetime.now(UTC)
         groups = tuple(GroupTab(name=g.name, slug=g.slug) for g in Group.objects.all())
         if group:
