@@ -182,3 +182,33 @@ def test_a_refused_refresh_is_not_called_unreachable(logged_in, poller, rig):
     page.route("**/board/grid/**", lambda route: route.fulfill(status=403, body="no"))
     expect(page.locator("input[name=password]")).to_be_visible(timeout=WITHIN_MS)
     assert "/accounts/login/" in page.url and "next=" in page.url
+
+
+def test_audio_peak_is_told_from_critical_without_motion(logged_in, poller, rig, simulator):
+    page = logged_in
+    page.emulate_media(reduced_motion="reduce")
+    lead, sax = tile(page, rig["ulxd"], 1), tile(page, rig["ulxd"], 4)
+    expect(sax).to_have_attribute("data-status", "CRITICAL", timeout=WITHIN_MS)
+    simulator.peak("ulxd", 1)
+    expect(lead).to_have_attribute("data-status", "AUDIO_PEAK", timeout=WITHIN_MS)
+    expect(lead.locator(".tile-peak-badge")).to_have_text(re.compile("peak", re.I))
+    expect(lead.locator(".tile-peak-badge")).to_be_visible()
+    expect(sax.locator(".tile-peak-badge")).to_have_count(0)
+    assert lead.evaluate("e => getComputedStyle(e).animationName") == "none"  # reduced motion: no flashing
+    head = lead.locator(".tile-head").evaluate("e => getComputedStyle(e).backgroundImage")
+    assert "conic-gradient" in head  # a pattern, not only a colour
+    assert "gradient" not in sax.locator(".tile-head").evaluate("e => getComputedStyle(e).backgroundImage")
+    shot(page, "board-peak")
+
+
+def test_a_vanished_board_address_goes_to_all(logged_in, poller, rig):
+    page = logged_in
+    GroupService.set_tiles(name="Cast", channels=list(rig["ad"].channels.all()))
+    page.goto(page.url.split("?")[0] + "?group=cast")
+    expect(tile(page, rig["ad"], 1)).to_have_attribute("data-status", "GOOD", timeout=WITHIN_MS)
+    with page.expect_navigation(timeout=WITHIN_MS):  # a new page is loaded, no outage announced
+        page.route("**/board/grid/**", lambda route: route.fulfill(status=410, body="gone"))
+    page.unroute("**/board/grid/**")
+    expect(page.locator("#group-tabs .tab-active")).to_contain_text("All")
+    assert "group=" not in page.url
+    expect(page.locator("#connection-banner")).to_be_hidden()

@@ -273,3 +273,30 @@ def test_audio_peak_is_told_from_critical_by_a_badge():
     peak, critical = html.split("<article")[1:3]
     assert 'data-status="AUDIO_PEAK"' in peak and ">Peak</span>" in peak
     assert 'data-status="CRITICAL"' in critical and ">Peak</span>" not in critical
+
+
+@pytest.mark.django_db(transaction=True)
+def test_upgrade_numbers_existing_channels_as_the_board_showed_them():
+    """The migration gives each channel the number it had on the "All" board before the upgrade."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    executor.migrate([("micboard", "0002_channel_status_battery_unknown")])
+    old = executor.loader.project_state([("micboard", "0002_channel_status_battery_unknown")]).apps
+    maker = old.get_model("micboard", "Manufacturer").objects.create(name="Shure", slug="shure")
+    Receiver_, Channel_ = old.get_model("micboard", "Receiver"), old.get_model("micboard", "Channel")
+    racks = {}
+    for port, (name, active) in enumerate((("Zed", True), ("Off", False), ("Alpha", True)), start=2202):
+        racks[name] = Receiver_.objects.create(
+            name=name, model="ULXD4D", host="127.0.0.1", port=port, manufacturer=maker, active=active
+        )
+        for n in (1, 2):
+            Channel_.objects.create(receiver=racks[name], number=n)
+    executor = MigrationExecutor(connection)
+    executor.migrate([("micboard", "0003_board")])
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    numbers = {(c.receiver.name, c.number): c.board_position for c in Channel.objects.select_related("receiver")}
+    # Active receivers as the board ordered them (by name), then the inactive ones.
+    assert numbers == {("Alpha", 1): 1, ("Alpha", 2): 2, ("Zed", 1): 3, ("Zed", 2): 4, ("Off", 1): 5, ("Off", 2): 6}

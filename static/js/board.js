@@ -102,7 +102,7 @@
   // ---- fit the tiles to the screen ------------------------------------------------------
   // Picks the column count that gives the largest tiles for this many tiles in this viewport;
   // CSS then stretches the rows to fill the height (classes only: the page's CSP has no inline styles).
-  var BASE_W = 250, BASE_H = 150, MIN_W = 170, MIN_H = 128, MAX_TRACKS = 12;
+  var BASE_W = 250, BASE_H = 150, MIN_W = 210, MIN_H = 128, MAX_TRACKS = 12;
   var fitClasses = [];
 
   function fit() {
@@ -135,9 +135,9 @@
         best = cand;
       }
     }
-    if (!best) { return; }
-    fitClasses = ["cols-" + best.c];
-    if (best.fits && best.r <= MAX_TRACKS) { fitClasses.push("rows-" + best.r); }
+    // Too many tiles for this screen (or a phone): the tiles flow at their natural size and the page scrolls.
+    if (!best || !best.fits || best.r > MAX_TRACKS) { w.classList.remove("board-fit"); return; }
+    fitClasses = ["cols-" + best.c, "rows-" + best.r];
     fitClasses.forEach(function (cls) { w.classList.add(cls); });
     w.classList.add("board-fit");
   }
