@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8000
 HOST   ?= 127.0.0.1
 
-.PHONY: demo test bench lint chromium migrate clean
+.PHONY: demo test bench lint chromium migrate clean screenshots
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ chromium:
 ## test: the whole suite, end-to-end tests in Chromium included
 test: $(VENV)/.dev chromium
 	$(PY) -m pytest
+
+## screenshots: run the end-to-end tests and refresh the README's pictures in docs/screenshots/
+screenshots: $(VENV)/.dev chromium
+	MICBOARD_README_SHOTS=1 $(PY) -m pytest e2e
 
 ## bench: speed and memory figures (poll cycle, board refresh) on a throwaway data directory
 bench: $(VENV)/.runtime

@@ -1,7 +1,9 @@
 """End-to-end fixtures: Chromium via Playwright, the live server, the simulator and a poller thread."""
 
 import os
+import shutil
 import threading
+from pathlib import Path
 
 import pytest
 from django.db import connections
@@ -10,6 +12,24 @@ from tasks.polling import run_poll_cycle
 from tests.factories import make_user, receivers_for, start_simulator, use_fast_polls
 
 CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parent.parent / "var" / "screenshots"
+README_SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+
+
+def screenshot(page, name: str, *, readme: bool = False, **kwargs) -> Path:
+    """Save ``var/screenshots/<name>.png`` (a test artefact, git-ignored) and return its path.
+
+    With ``readme=True`` and ``MICBOARD_README_SHOTS=1`` in the environment (``make screenshots``) it
+    also replaces the README's picture ``docs/screenshots/<name>.png``; ordinary runs leave the
+    committed pictures alone.
+    """
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path), **kwargs)
+    if readme and os.environ.get("MICBOARD_README_SHOTS") == "1":
+        README_SHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, README_SHOTS / f"{name}.png")
+    return path
 PASSWORD = "e2e-pass-123"
 
 

@@ -1,20 +1,17 @@
 """Roles and kiosk links in Chromium: a kiosk screen without an account, revocation, each role's controls."""
 
 import os
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
-from e2e.conftest import CHROMIUM, PASSWORD
+from e2e.conftest import CHROMIUM, PASSWORD, screenshot
 from micboard.models import KioskLink
 from micboard.services import KioskService, RoleService
 from tests.factories import make_user
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "var" / "screenshots"
-README_SHOT = Path(__file__).resolve().parent.parent / "docs" / "screenshots" / "kiosk-qr.png"
 WITHIN_MS = 4000  # board data: a few poll intervals
 
 
@@ -48,9 +45,6 @@ def one_refresh_ms() -> float:
     return settings.MICBOARD_REFRESH_INTERVAL * 1000 + 2500
 
 
-def shot(page, name):
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
 
 
 def sign_in(page, live_server, username, role):
@@ -69,14 +63,14 @@ def test_kiosk_link_shows_the_board_without_login_until_revoked(page, live_serve
     expect(page.locator("#app-kiosk")).to_have_text("Kiosk · FOH tablet")
     expect(page.locator("input[name=password]")).to_have_count(0)
     expect(page.locator("#phone-link")).to_have_count(0)
-    shot(page, "kiosk-board.png")
+    screenshot(page, "kiosk-board", full_page=True)
 
     KioskService.revoke(links=[link])
     refusal = page.locator("#access-refused")
     expect(refusal).to_contain_text("This kiosk link was revoked", timeout=one_refresh_ms())
     expect(page.locator("#board-grid")).to_have_count(0)
     expect(page.get_by_text("Server unreachable")).to_have_count(0)
-    shot(page, "kiosk-revoked.png")
+    screenshot(page, "kiosk-revoked", full_page=True)
 
 
 def test_scoped_kiosk_shows_only_its_group(page, live_server, poller, rig):
@@ -130,9 +124,7 @@ def test_operator_makes_a_phone_qr_code_that_opens_the_battery_view(page, live_s
     link = KioskLink.objects.get(name="Sam's phone")
     url = page.locator("#kiosk-url").inner_text()
     assert url == server + KioskService.path(link=link, destination="battery")
-    README_SHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(README_SHOT))
-    shot(page, "kiosk-qr.png")
+    screenshot(page, "kiosk-qr", readme=True)
 
     phone = browser.new_context(viewport={"width": 390, "height": 844})
     try:
@@ -161,4 +153,4 @@ def test_admin_shows_the_qr_code_of_a_new_kiosk_link(page, live_server, transact
     page.wait_for_function("() => (img => img.complete && img.naturalWidth > 0)(document.getElementById('kiosk-qr'))")
     link = KioskLink.objects.get(name="Stage door tablet")
     expect(page.locator("#kiosk-board-url")).to_have_text(live_server.url + KioskService.path(link=link))
-    shot(page, "kiosk-admin.png")
+    screenshot(page, "kiosk-admin", full_page=True)

@@ -1,16 +1,14 @@
 """The phone battery check in Chromium at phone sizes: one column by urgency, no sideways scroll, 304 refreshes."""
 
 import re
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from playwright.sync_api import expect
+
+from e2e.conftest import screenshot
 
 WITHIN_MS = 4000
 RANK = {"critical": 0, "replace": 1, "check": 2, "good": 3}
-SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
-DOCS = Path(settings.BASE_DIR) / "docs" / "screenshots"
 
 
 def rows(page):
@@ -58,17 +56,15 @@ def test_phone_view_lists_packs_by_urgency_without_sideways_scroll(
         box = nav.locator("a").nth(i).bounding_box()
         assert box["height"] >= 48 and box["width"] >= 48
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"battery-{width}x{height}.png"))
+    screenshot(page, f"battery-{width}x{height}")
     # Scrolled to the end, the last pack is whole above the group bar (the bar never covers a row).
     page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
     last = rows(page).last.bounding_box()
     assert last["y"] + last["height"] <= nav.bounding_box()["y"] + 0.5
     assert nav.bounding_box()["y"] + nav.bounding_box()["height"] == pytest.approx(height, abs=1)
     if size == (390, 844):
-        DOCS.mkdir(parents=True, exist_ok=True)
         page.evaluate("window.scrollTo(0, 0)")
-        page.screenshot(path=str(DOCS / "battery.png"))
+        screenshot(page, "battery", readme=True)
 
 
 def test_phone_view_refresh_answers_304_when_nothing_changed(logged_in, live_server, poller, rig, simulator):

@@ -1,28 +1,19 @@
 """Performers and scenes in Chromium: the channel drawer, a scene switch seen by a second screen, group editing."""
 
 import re
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from playwright.sync_api import expect
 
-from micboard.models import Scene
+from e2e.conftest import screenshot
+from micboard.models import Channel, Scene
 from micboard.services import AssignmentService, GroupService, SceneService
 from tests import factories
 
 PASSWORD = "e2e-pass-123"
 WITHIN_MS = 4000
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 
 
-def shot(page, name, *, docs=False, **kwargs):
-    path = Path(settings.BASE_DIR) / "var" / "screenshots" / f"{name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(path), **kwargs)
-    if docs:
-        DOCS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(DOCS / f"{name}.png"), **kwargs)
 
 
 def login(page, live_server, username):
@@ -84,7 +75,7 @@ def test_drawer_opens_from_a_tile_assigns_a_performer_and_survives_refreshes(ope
     expect(drawer).to_be_visible()
     expect(drawer.locator(".drawer-title")).to_have_text("Ada Lovelace")
     expect(tile(page, lead)).to_have_class(re.compile(r"\btile-selected\b"))
-    shot(page, "drawer", docs=True)
+    screenshot(page, "drawer", readme=True)
     # A taken channel: the form says who has it and stores nothing.
     tile(page, rig["ulxd"].channels.get(number=3)).click()
     expect(drawer.locator(".drawer-title")).to_have_text("No performer")
@@ -92,7 +83,7 @@ def test_drawer_opens_from_a_tile_assigns_a_performer_and_survives_refreshes(ope
     drawer.get_by_label("Assign a performer").fill("Ada Lovelace")
     drawer.get_by_role("button", name="Assign").click()
     expect(drawer.get_by_role("alert")).to_contain_text("is already taken by Priya Nair")
-    shot(page, "drawer-conflict")
+    screenshot(page, "drawer-conflict")
     page.keyboard.press("Escape")
     expect(drawer).to_be_hidden()
 
@@ -100,7 +91,7 @@ def test_drawer_opens_from_a_tile_assigns_a_performer_and_survives_refreshes(ope
 def test_a_scene_switch_reaches_a_second_screen_within_one_refresh(
     operator, second_screen, rig, e2e_settings, live_server
 ):
-    channels = [*rig["ad"].channels.order_by("number"), *rig["ulxd"].channels.order_by("number")]  # board order
+    channels = list(Channel.objects.filter(receiver__in=rig.values()).order_by("board_position"))  # board order
     for n, channel in enumerate(channels, start=1):
         AssignmentService.assign(channel=channel, performer=f"Act one {n}")
     act1 = SceneService.create_scene(name="Act 1", notes="overture to the interval")
@@ -121,13 +112,13 @@ def test_a_scene_switch_reaches_a_second_screen_within_one_refresh(
     page.get_by_role("button", name="Activate Act 2").click()
     expect(page.get_by_role("status")).to_contain_text("Act 2 is active: 8 channel(s) changed")
     expect(page.locator(".scene-active")).to_contain_text("Act 2")
-    shot(page, "scenes", docs=True, full_page=True)
+    screenshot(page, "scenes", readme=True, full_page=True)
 
     # One refresh interval plus the request's own time; every name changes in the same swap.
     refresh_ms = e2e_settings.MICBOARD_REFRESH_INTERVAL * 1000
     expect(titles.first).to_have_text("Act two 1", timeout=2 * refresh_ms + 1500)
     assert titles.all_inner_texts() == [f"Act two {n}" for n in range(1, len(channels) + 1)]
-    shot(board, "scene-switch-second-screen")
+    screenshot(board, "scene-switch-second-screen")
     assert Scene.objects.get(active=True) == act2
 
 
@@ -162,7 +153,7 @@ def test_operator_reorders_a_group_and_adds_a_channel_found_by_performer(operato
     results.first.get_by_role("button", name="Add").click()
     expect(slots).to_have_count(4)
     expect(slots.nth(3)).to_contain_text("Romeo Montague")
-    shot(page, "groups", full_page=True)
+    screenshot(page, "groups", full_page=True)
     page.get_by_role("link", name="Show on the board").click()
     grid = page.locator("#board-grid")
     expect(grid.locator(".tile").nth(0)).to_have_class("tile tile-blank")

@@ -6,16 +6,14 @@ import re
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from playwright.sync_api import expect
 from pypdf import PdfReader
 
+from e2e.conftest import SHOTS, screenshot
 from micboard.models import Show
 from micboard.services import AssignmentService
 
 WITHIN_MS = 4000
-SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
-DOCS = Path(settings.BASE_DIR) / "docs" / "screenshots"
 HYPERLINK = '=HYPERLINK("http://x","y")'
 IMG = "<img src=x onerror=alert(1)>"
 PAGE_SIZES = {"A4": (595, 842), "Letter": (612, 792)}  # points
@@ -61,13 +59,12 @@ def test_sheet_prints_to_pdf_with_header_names_and_statuses(logged_in, live_serv
     for name in ("SamOkafor", "TomWeiss"):
         assert sum(name in t for t in per_page) == 1
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    (SCREENSHOTS / f"sheet-{paper}.pdf").write_bytes(pdf)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    (SHOTS / f"sheet-{paper}.pdf").write_bytes(pdf)
     if paper == "A4":
         page.set_viewport_size({"width": 718, "height": 560})  # A4's printable width
-        page.screenshot(path=str(SCREENSHOTS / "sheet-print.png"))
-        DOCS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(DOCS / "sheet.png"))
+        screenshot(page, "sheet-print")
+        screenshot(page, "sheet", readme=True)
 
 
 def test_long_sheet_never_splits_a_row_across_pages(logged_in, live_server, cast):
@@ -134,5 +131,4 @@ def test_board_prints_black_on_white_with_battery_as_text(logged_in, live_server
     assert runtime.evaluate("e => getComputedStyle(e, '::after').content") == '" left"'
     assert f"{bars}/5bars" in text and re.search(r"\d:\d\dleft", text), text[:500]
     assert "GOOD" in text and "CRITICAL" in text and "Logout" not in text  # statuses as words
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "board-print.png"), full_page=True)
+    screenshot(page, "board-print", full_page=True)

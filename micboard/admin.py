@@ -20,6 +20,7 @@ from django.utils.html import format_html
 
 from micboard.exceptions import ConfigurationError, DiscoveryError
 from micboard.models import (
+    MAX_BOARD_POSITION,
     Assignment,
     AuditEntry,
     Channel,
@@ -37,6 +38,7 @@ from micboard.models import (
 )
 from micboard.services import (
     AssignmentService,
+    BoardOrderService,
     ConnectionHealthService,
     DeviceService,
     DiscoveryService,
@@ -246,16 +248,83 @@ class AssignmentInline(admin.TabularInline):
     autocomplete_fields = ["performer"]
 
 
+class ChannelAdminForm(forms.ModelForm):
+    """A channel's editable setup; its tile number moves through ``BoardOrderService``."""
+
+    board_position = forms.IntegerField(
+        label="Tile number",
+        min_value=1,
+        max_value=MAX_BOARD_POSITION,
+        help_text='Its number on the "All" board. A number another channel has swaps the two tiles.',
+    )
+
+    class Meta:
+        model = Channel
+        fields = ["board_position"]
+
+    def _get_validation_exclusions(self):
+        # A taken tile number is no error here: the service swaps the two channels.
+        return super()._get_validation_exclusions() | {"board_position"}
+
+
+class ChannelOrderFormSet(forms.BaseModelFormSet):
+    """The changelist's tile numbers: one number twice on the same page is refused."""
+
+    def clean(self):
+        super().clean()
+        seen: dict[int, str] = {}
+        for form in self.forms:
+            number = form.cleaned_data.get("board_position") if hasattr(form, "cleaned_data") else None
+            if number is None:
+                continue
+            if number in seen:
+                raise forms.ValidationError(
+                    f"Tile number {number} is given to both {seen[number]} and {form.instance}; give each its own."
+                )
+            seen[number] = str(form.instance)
+
+
 @admin.register(Channel)
 class ChannelAdmin(BoardAdmin):
-    list_display = ["__str__", "receiver", "number", "name", "frequency", "status", "battery"]
+    form = ChannelAdminForm
+    list_display = ["__str__", "board_position", "receiver", "number", "name", "frequency", "status", "battery"]
+    list_editable = ["board_position"]
     list_filter = ["status", "receiver"]
     search_fields = ["name", "receiver__name", "assignment__performer__name"]
     readonly_fields = ["receiver", "number", "name", "frequency_khz", "group_channel", "status", "status_changed_at"]
     inlines = [AssignmentInline, TransmitterInline]
+    actions = ["number_first_on_board"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("receiver", "transmitter")
+
+    def get_changelist_form(self, request, **kwargs):
+        return ChannelAdminForm
+
+    def get_changelist_formset(self, request, **kwargs):
+        kwargs.setdefault("formset", ChannelOrderFormSet)
+        return super().get_changelist_formset(request, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        if not (change and "board_position" in form.changed_data):
+            super().save_model(request, obj, form, change)
+            return
+        target = obj.board_position
+        obj.board_position = Channel.objects.values_list("board_position", flat=True).get(pk=obj.pk)
+        super().save_model(request, obj, form, change)
+        swapped = BoardOrderService.move(channel=obj, position=target)
+        if swapped is not None:
+            self.message_user(
+                request, f"{obj} is now tile {target}; {swapped} took its old number {swapped.board_position}."
+            )
+
+    @admin.action(permissions=["change"], description="Number the selected channels 1, 2, 3 … on the All board")
+    def number_first_on_board(self, request, queryset):
+        ids = list(queryset.order_by("board_position").values_list("pk", flat=True))
+        changed = BoardOrderService.set_all_order(channel_ids=ids)
+        self.message_user(
+            request, f"The selected channels are tiles 1 to {len(ids)}, the others follow; {changed} renumbered."
+        )
 
     def has_add_permission(self, request):
         return False  # channels are created with their receiver

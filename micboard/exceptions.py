@@ -85,3 +85,5 @@ class KioskLinkError(MicboardError):
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+class BoardOrderError(MicboardError):
+    """A tile number or an order for the "All" board was refused (out of range, duplicated, unknown channel)."""

@@ -97,6 +97,15 @@ class Receiver(TimeStampedModel):
         return f"{self.host}:{self.port}"
 
 
+MAX_BOARD_POSITION = 9999
+
+
+def next_board_position() -> int:
+    """The tile number a new channel gets on the "All" board: after the last one (gaps stay gaps)."""
+    last = Channel.objects.aggregate(last=models.Max("board_position"))["last"]
+    return (last or 0) + 1
+
+
 class Channel(models.Model):
     """One channel of a receiver, as the receiver reports it."""
 
@@ -109,15 +118,28 @@ class Channel(models.Model):
         max_length=16, choices=ChannelStatus.choices, default=ChannelStatus.RX_COM_ERROR, editable=False
     )
     status_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    board_position = models.PositiveIntegerField(
+        "tile number",
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_BOARD_POSITION)],
+        help_text="Its tile number on the \"All\" board. New channels go last; a number stays with its channel.",
+    )
 
     objects = ChannelQuerySet.as_manager()
 
     class Meta:
         ordering = ["receiver__name", "number"]
-        constraints = [models.UniqueConstraint(fields=["receiver", "number"], name="unique_channel_number")]
+        constraints = [
+            models.UniqueConstraint(fields=["receiver", "number"], name="unique_channel_number"),
+            models.UniqueConstraint(fields=["board_position"], name="unique_board_position"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.receiver.name} ch{self.number}" + (f" ({self.name})" if self.name else "")
+
+    def save(self, *args, **kwargs):
+        if self.board_position is None:
+            self.board_position = next_board_position()
+        super().save(*args, **kwargs)
 
     @property
     def frequency_mhz(self) -> str:

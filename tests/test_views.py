@@ -100,8 +100,10 @@ def test_group_tab_shows_its_tiles_in_order_with_blanks(admin_client, rig):
     assert "REPLACE" not in html.split('id="board-grid"')[1].split("</section>")[0]
 
 
-def test_unknown_group_is_404(admin_client, rig):
-    assert admin_client.get(reverse("board") + "?group=nope").status_code == 404
+def test_unknown_group_goes_to_all_with_a_notice(admin_client, rig):
+    response = admin_client.get(reverse("board") + "?group=nope", follow=True)
+    assert response.redirect_chain == [(reverse("board"), 302)]
+    assert "no longer exists" in response.content.decode()
 
 
 def test_hostile_names_from_devices_are_escaped(admin_client):

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET
 from micboard.services import BatteryService
 from micboard.services.board import BoardData
 from web.access import viewer_required
-from web.views import _board, _etag, _group_url, _poller_stale, shared_render
+from web.views import _clock_time, _etag, _group_url, _poller_stale, page_board, shared_render
 
 LIST_KEY = "micboard:battery:list:{group}"  # cache: the latest rendered list of a group (one entry each)
 THEME_COLOUR = "#0d0f12"  # as <meta name="theme-color"> in base.html
@@ -37,6 +37,7 @@ def _battery_context(board: BoardData, *, stale: bool, since: str, etag: str) ->
         "etag": etag,
         "stale": stale and not board.degraded,
         "stale_since": since,
+        "stale_since_text": _clock_time(since),
         "refresh_seconds": settings.MICBOARD_REFRESH_INTERVAL,
     }
 
@@ -45,7 +46,9 @@ def _battery_context(board: BoardData, *, stale: bool, since: str, etag: str) ->
 @viewer_required
 def battery(request: HttpRequest) -> HttpResponse:
     """The phone view: packs sorted by urgency, group links at the bottom, complete without JavaScript."""
-    data = _board(request.GET.get("group", ""))
+    data = page_board(request, page="battery")
+    if isinstance(data, HttpResponse):
+        return data
     stale, since = _poller_stale()
     context = _battery_context(data, stale=stale, since=since, etag=_etag(data, stale, since, tag="bat"))
     return render(request, "micboard/battery.html", context)
@@ -57,6 +60,7 @@ def battery_list(request: HttpRequest) -> HttpResponse:
     """The list alone, for HTMX refreshes: one shared render per board version and group, 304 when current."""
     return shared_render(
         request,
+        page="battery",
         group=request.GET.get("group", ""),
         template="micboard/battery.html#list",
         key=LIST_KEY,

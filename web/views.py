@@ -7,15 +7,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.contrib import messages
 from django.core.cache import cache
 from django.db import DatabaseError, connection
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from django_htmx.http import HttpResponseClientRedirect
 
 from micboard import coordination
 from micboard.exceptions import CoordinationError, DeviceNotFoundError
@@ -48,6 +51,14 @@ def _poller_stale() -> tuple[bool, str]:
     return stale, datetime.fromtimestamp(beat, UTC).isoformat(timespec="seconds") if stale else ""
 
 
+def _clock_time(iso: str) -> str:
+    """An ISO time as the crew reads it on the wall clock ("20:14:05", server's TIME_ZONE); "" if none."""
+    try:
+        return timezone.localtime(datetime.fromisoformat(iso)).strftime("%H:%M:%S") if iso else ""
+    except ValueError:
+        return iso
+
+
 def _etag(board: BoardData, stale: bool, since: str, *, tag: str = "b") -> str:
     return f'"{tag}-{board.version}-{board.group}-{since if stale else 0}"'
 
@@ -66,16 +77,17 @@ def _board_context(board: BoardData, *, stale: bool, since: str, etag: str) -> d
         "etag": etag,
         "stale": stale and not board.degraded,
         "stale_since": since,
+        "stale_since_text": _clock_time(since),
         "refresh_seconds": settings.MICBOARD_REFRESH_INTERVAL,
         "updated_at": board.updated_at,
+        "login_url": reverse(settings.LOGIN_URL),
     }
 
 
-def _board(group: str) -> BoardData:
-    try:
-        return BoardService.board(group=group)
-    except DeviceNotFoundError as exc:
-        raise Http404(str(exc)) from exc
+def _group_gone(request: HttpRequest, group: str, *, page: str) -> str:
+    """Leave a notice for the next page that the group no longer exists; return where All is."""
+    messages.info(request, f"The group “{group[:64]}” no longer exists; showing All.")
+    return reverse(page)
 
 
 @require_GET
@@ -83,9 +95,13 @@ def _board(group: str) -> BoardData:
 def board(request: HttpRequest) -> HttpResponse:
     """The front-of-house board: group tabs and the tile grid, complete without JavaScript.
 
-    A kiosk scoped to a group (viewer_required keeps it on that group) gets that group's tab only.
+    A group that no longer exists (a deleted board, an old bookmark) sends the screen to All with
+    a notice rather than an error page. A kiosk scoped to a group (viewer_required keeps it on that
+    group) gets that group's tab only.
     """
-    data = _board(request.GET.get("group", ""))
+    data = page_board(request, page="board")
+    if isinstance(data, HttpResponse):
+        return data
     stale, since = _poller_stale()
     context = _board_context(data, stale=stale, since=since, etag=_etag(data, stale, since))
     scope = access_of(request).scope
@@ -95,12 +111,32 @@ def board(request: HttpRequest) -> HttpResponse:
     return render(request, "micboard/board.html", context)
 
 
+def page_board(request: HttpRequest, *, page: str) -> BoardData | HttpResponse:
+    """The board of a full page's ``?group=``, or a redirect to the page of All for a group that is gone."""
+    group = request.GET.get("group", "")
+    try:
+        return BoardService.board(group=group)
+    except DeviceNotFoundError:
+        return redirect(_group_gone(request, group, page=page))
+
+
+def _refresh_board(request: HttpRequest, group: str, *, page: str) -> BoardData | HttpResponse:
+    """The board of a partial's refresh, or, for a group deleted meanwhile, the way back to All."""
+    try:
+        return BoardService.board(group=group)
+    except DeviceNotFoundError as exc:
+        if request.htmx:
+            return HttpResponseClientRedirect(_group_gone(request, group, page=page))
+        raise Http404(str(exc)) from exc
+
+
 def shared_render(
-    request: HttpRequest, *, group: str, template: str, key: str, tag: str, context: Callable[..., dict]
+    request: HttpRequest, *, page: str, group: str, template: str, key: str, tag: str, context: Callable[..., dict]
 ) -> HttpResponse:
     """A partial rendered once per board version and group and shared by every screen; 304 when current.
 
     Args:
+        page: URL name of the full page of this partial, where a screen on a deleted group goes.
         group: the group's slug ("" for every channel).
         template: the partial ("page.html#partial").
         key: cache key of the render, with ``{group}`` (one entry per group, replaced as the version moves on).
@@ -111,8 +147,11 @@ def shared_render(
         A bodiless 304 when If-None-Match holds the current ETag (one coordination read, no SQL), else the
         render. With the coordination store down there is no version: rendered from the database every
         time, without an ETag.
+        A group deleted meanwhile: HTMX gets ``HX-Redirect`` to the page of All with a notice (a full
+        page load: the tabs, the address and the shortcut keys stop pointing at the deleted group, and
+        the notice is per session, never in the shared render).
     Raises:
-        Http404: no group has that slug.
+        Http404: no group has that slug (a request that is not HTMX's).
     """
     stale, since = _poller_stale()
     try:
@@ -129,14 +168,18 @@ def shared_render(
             if isinstance(cached, tuple) and len(cached) == 2 and cached[0] == etag:
                 html = cached[1]
             else:
-                data = _board(group)
+                data = _refresh_board(request, group, page=page)
+                if isinstance(data, HttpResponse):
+                    return data
                 etag = _etag(data, stale, since, tag=tag)  # the version the tiles were built for
                 html = render_to_string(template, context(data, stale=stale, since=since, etag=etag))
                 cache_set(cache_key, (etag, html), GRID_TIMEOUT)
             response = HttpResponse(html)
         response["ETag"] = etag
     else:
-        data = _board(group)
+        data = _refresh_board(request, group, page=page)
+        if isinstance(data, HttpResponse):
+            return data
         response = HttpResponse(render_to_string(template, context(data, stale=stale, since=since, etag="")))
     response["Cache-Control"] = "no-cache, private"
     response["Vary"] = "Cookie, HX-Request"
@@ -154,6 +197,7 @@ def board_grid(request: HttpRequest) -> HttpResponse:
     """
     return shared_render(
         request,
+        page="board",
         group=request.GET.get("group", ""),
         template="micboard/board.html#grid",
         key=GRID_KEY,

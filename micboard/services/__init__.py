@@ -2,6 +2,7 @@
 
 from micboard.services.battery import BatteryService
 from micboard.services.board import BoardService
+from micboard.services.board_order import BoardOrderService
 from micboard.services.devices import DeviceService, PollOutcome, PollTarget
 from micboard.services.groups import GroupEditService
 from micboard.services.health import ConnectionHealthService
@@ -22,6 +23,7 @@ from micboard.services.sheet import SheetService
 __all__ = [
     "AssignmentService",
     "BatteryService",
+    "BoardOrderService",
     "BoardService",
     "ConnectionHealthService",
     "DeviceService",

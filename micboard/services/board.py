@@ -13,6 +13,7 @@ culled entry, a cache that is down) only costs a rebuild from the database.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -20,15 +21,17 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.utils import timezone
 
 from micboard import coordination
 from micboard.drivers.base import RUNTIME_CALCULATING, RUNTIME_WARNING
-from micboard.exceptions import CoordinationError
+from micboard.exceptions import CoordinationError, DeviceNotFoundError
 from micboard.models import Channel, Group, GroupSlot
 from micboard.status import ChannelStatus
 
 logger = logging.getLogger("micboard.board")
 
+_SLUG = re.compile(r"[-\w]{1,64}")
 VERSION_KEY = "board:version"
 HEARTBEAT_KEY = "poller:heartbeat"
 DATA_KEY = "micboard:board:data:{group}"  # cache: the latest built board of a group (one entry each)
@@ -85,7 +88,16 @@ class Tile:
     muted: bool = False
     prev: bool = False
     hint: str = ""
+    offline: bool = False  # the receiver is not answering (RX_COM_ERROR): values shown are its last known
+    battery_stale: bool = False  # battery and runtime are the last known ones, not a live reading
     last_seen: str = ""  # ISO time the pack (its receiver when offline) was last heard; "" when live or never
+    last_seen_text: str = ""  # that time as the crew reads it, in TIME_ZONE: "20:14" or "27 Nov 20:14"
+
+    @property
+    def title_size(self) -> str:
+        """"", "long" or "xlong": long names get smaller type (then an ellipsis), never a second row."""
+        length = len(self.title)
+        return "xlong" if length > 24 else "long" if length > 14 else ""
 
     @property
     def antenna_meters(self) -> tuple[AntennaMeter, ...]:
@@ -133,8 +145,13 @@ def antenna_levels(text: str) -> tuple[int, ...]:
     return tuple(min(100, int(p)) for p in parts)
 
 
-def tile_for_channel(channel: Channel, *, slot: int) -> Tile:
-    """Build the tile of one channel (its relations must be loaded: see ``for_board()``)."""
+def tile_for_channel(channel: Channel, *, slot: int, built_at: datetime | None = None) -> Tile:
+    """Build the tile of one channel (its relations must be loaded: see ``for_board()``).
+
+    Args:
+        slot: the tile number shown (``Channel.board_position`` on "All", ``GroupSlot.position`` in a group).
+        built_at: when the board is built; a last-seen time on another day shows its date.
+    """
     receiver = channel.receiver
     tx = getattr(channel, "transmitter", None)
     assignment = getattr(channel, "assignment", None)
@@ -146,10 +163,17 @@ def tile_for_channel(channel: Channel, *, slot: int) -> Tile:
         connection = getattr(receiver, "connection", None)
         hint = connection.last_error if connection and connection.last_error else "Not polled yet"
     live = tx is not None and tx.present and status not in (ChannelStatus.RX_COM_ERROR, ChannelStatus.UNASSIGNED)
+    offline = status == ChannelStatus.RX_COM_ERROR
+    battery_stale = False
     minutes = None
     if tx is None:
         bars = percent = None
         runtime = ""
+    elif offline and _last_battery_current(tx, receiver.last_seen):
+        # The receiver stopped answering: keep what it last said about the pack, shown as old.
+        bars, percent, minutes = tx.last_battery_bars, tx.last_battery_percent, tx.last_runtime_minutes
+        runtime = runtime_text(minutes)
+        battery_stale = True
     elif prev:
         bars, percent, minutes = tx.last_battery_bars, tx.last_battery_percent, tx.last_runtime_minutes
         runtime = runtime_text(minutes)
@@ -166,6 +190,7 @@ def tile_for_channel(channel: Channel, *, slot: int) -> Tile:
         seen = receiver.last_seen  # when the receiver last answered (the pack's own time ran on until then)
     else:
         seen = tx.last_seen if tx else None
+    seen_iso, seen_text = _seen(seen, built_at)
     online = status not in (ChannelStatus.RX_COM_ERROR, ChannelStatus.UNASSIGNED)
     return Tile(
         kind="channel",
@@ -182,7 +207,7 @@ def tile_for_channel(channel: Channel, *, slot: int) -> Tile:
         is_iem=receiver.is_iem,
         battery_bars=bars,
         battery_percent=percent,
-        battery_type=(tx.battery_type if tx and (live or prev) else ""),
+        battery_type=(tx.battery_type if tx and (live or prev or battery_stale) else ""),
         runtime_text=runtime,
         runtime_minutes=minutes,
         rf_percent=tx.rf_percent if tx and online else None,
@@ -197,8 +222,37 @@ def tile_for_channel(channel: Channel, *, slot: int) -> Tile:
         muted=bool(tx and online and (tx.muted or tx.audio_muted)),
         prev=prev,
         hint=hint,
-        last_seen=seen.isoformat(timespec="seconds") if seen else "",
+        offline=offline,
+        battery_stale=battery_stale,
+        last_seen=seen_iso,
+        last_seen_text=seen_text,
     )
+
+
+def _last_battery_current(tx, receiver_seen: datetime | None) -> bool:
+    """Whether the pack's last battery reading is worth showing on an offline receiver's tile.
+
+    It is when the pack was on within the previous-pack window before the receiver's last answer
+    (a pack switched off long before keeps its battery no longer, as on a live receiver).
+    """
+    if tx.last_battery_at is None or tx.last_battery_bars is None or receiver_seen is None:
+        return False
+    return (receiver_seen - tx.last_battery_at).total_seconds() <= settings.MICBOARD_PREVIOUS_WINDOW
+
+
+def _seen(at: datetime | None, built_at: datetime | None) -> tuple[str, str]:
+    """A receiver's last answer as (ISO time, "HH:MM" in the server's time zone).
+
+    A fixed time, never an age: the render is cached and shared. The date is added when it is
+    not the day the board was built.
+    """
+    if at is None:
+        return "", ""
+    local = timezone.localtime(at)
+    text = local.strftime("%H:%M")
+    if built_at is not None and timezone.localtime(built_at).date() != local.date():
+        text = f"{local.day} {local.strftime('%b')} {text}"
+    return at.astimezone(UTC).isoformat(timespec="seconds"), text
 
 
 def cache_get(key: str):
@@ -319,6 +373,8 @@ class BoardService:
         Raises:
             micboard.exceptions.DeviceNotFoundError: no group has that slug.
         """
+        if group and not _SLUG.fullmatch(group):
+            raise DeviceNotFoundError(f"No group {group[:64]!r}")  # not even a slug: no cache key from it
         try:
             version = BoardService.version()
         except CoordinationError as exc:
@@ -337,8 +393,7 @@ class BoardService:
     @staticmethod
     def build(*, group: str, version: str) -> BoardData:
         """Build the board from the database in a constant number of queries."""
-        from micboard.exceptions import DeviceNotFoundError
-
+        now = datetime.now(UTC)
         groups = tuple(GroupTab(name=g.name, slug=g.slug) for g in Group.objects.all())
         if group:
             if group not in {g.slug for g in groups}:
@@ -349,17 +404,22 @@ class BoardService:
                 "channel__transmitter",
                 "channel__assignment__performer",
             )
+            # A tile's number is its slot's position: a slot removed leaves a gap, no renumbering.
             tiles = tuple(
-                tile_for_channel(s.channel, slot=i) if s.channel else Tile(kind="blank", slot=i)
-                for i, s in enumerate(slots, start=1)
+                tile_for_channel(s.channel, slot=s.position, built_at=now)
+                if s.channel
+                else Tile(kind="blank", slot=s.position)
+                for s in slots.order_by("position")
             )
         else:
-            channels = Channel.objects.for_board().filter(receiver__active=True)
-            tiles = tuple(tile_for_channel(c, slot=i) for i, c in enumerate(channels, start=1))
+            # A tile's number is the channel's own board position: adding or removing a receiver
+            # leaves every other tile on its number (gaps allowed).
+            channels = Channel.objects.for_board().filter(receiver__active=True).order_by("board_position")
+            tiles = tuple(tile_for_channel(c, slot=c.board_position, built_at=now) for c in channels)
         return BoardData(
             version=version,
             group=group,
             groups=groups,
             tiles=tiles,
-            updated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            updated_at=now.isoformat(timespec="seconds"),
         )

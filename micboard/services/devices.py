@@ -31,6 +31,7 @@ from micboard.models import (
     RealTimeConnection,
     Receiver,
     Transmitter,
+    next_board_position,
 )
 from micboard.services.board import BoardService
 from micboard.services.health import ConnectionHealthService
@@ -203,7 +204,11 @@ class DeviceService:
         """
         count = receiver.channel_count
         existing = set(receiver.channels.values_list("number", flat=True))
-        new = [Channel(receiver=receiver, number=n) for n in range(1, count + 1) if n not in existing]
+        first = next_board_position()  # new channels go last on the "All" board; no other tile moves
+        new = [
+            Channel(receiver=receiver, number=n, board_position=first + i)
+            for i, n in enumerate(n for n in range(1, count + 1) if n not in existing)
+        ]
         Channel.objects.bulk_create(new)
         if remove_extra:
             receiver.channels.filter(number__gt=count).delete()

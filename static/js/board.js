@@ -6,6 +6,7 @@
   var GRID_ID = "board-grid";
   var skewMs = 0; // server clock minus browser clock, from the Date header of board responses
   var lastContact = Date.now(); // last successful answer from the server
+  var lastAnswer = Date.now(); // last HTTP answer of any kind: the server is reachable, even when it refuses
 
   function grid() { return document.getElementById(GRID_ID); }
   function banner() { return document.getElementById("connection-banner"); }
@@ -21,16 +22,21 @@
     return isFinite(s) && s > 0 ? s : 2;
   }
 
+  // While the banner shows, the tiles are greyed like stale data: they are not being updated.
   function showBanner(text) {
     var b = banner();
     if (!b) { return; }
     if (text) { b.textContent = text; }
     b.hidden = false;
+    var w = document.getElementById("board");
+    if (w) { w.classList.add("board-unreachable"); }
   }
 
   function hideBanner() {
     var b = banner();
     if (b) { b.hidden = true; }
+    var w = document.getElementById("board");
+    if (w) { w.classList.remove("board-unreachable"); }
   }
 
   function formatAge(seconds) {
@@ -74,9 +80,60 @@
     var status = document.getElementById("board-status");
     if (status) { status.classList.toggle("is-old", age > Math.max(30, 10 * refreshSeconds())); }
     // Watchdog: requests that neither fail nor succeed (hung network) also mean "not updating".
-    if (Date.now() - lastContact > Math.max(15000, 5000 * refreshSeconds())) {
+    if (Date.now() - lastAnswer > Math.max(15000, 5000 * refreshSeconds())) {
       showBanner("Server unreachable — board not updating");
     }
+  }
+
+  function boardWrap() { return document.getElementById("board"); }
+
+  // Leave the board for All (what this screen showed is gone).
+  function goAll() {
+    var w = boardWrap();
+    window.location.assign((w && w.getAttribute("data-all-url")) || "/");
+  }
+
+  // ---- fit the tiles to the screen ------------------------------------------------------
+  // Picks the column count that gives the largest tiles for this many tiles in this viewport;
+  // CSS then stretches the rows to fill the height (classes only: the page's CSP has no inline styles).
+  var BASE_W = 250, BASE_H = 150, MIN_W = 210, MIN_H = 128, MAX_TRACKS = 12;
+  var fitClasses = [];
+
+  function fit() {
+    var w = boardWrap();
+    var g = grid();
+    var tiles = g && g.querySelector(".board-tiles");
+    if (!w || !tiles) { return; }
+    var n = tiles.querySelectorAll(":scope > .tile").length;
+    fitClasses.forEach(function (c) { w.classList.remove(c); });
+    fitClasses = [];
+    if (!n) { w.classList.remove("board-fit"); return; }
+    var style = window.getComputedStyle(tiles);
+    var gap = parseFloat(style.columnGap) || 10;
+    var width = tiles.clientWidth;
+    var main = document.getElementById("main");
+    var padBottom = main ? parseFloat(window.getComputedStyle(main).paddingBottom) || 0 : 0;
+    var height = window.innerHeight - tiles.getBoundingClientRect().top - window.scrollY - padBottom;
+    var best = null;
+    for (var c = 1; c <= Math.min(n, MAX_TRACKS); c++) {
+      var r = Math.ceil(n / c);
+      var tw = (width - (c - 1) * gap) / c;
+      var th = (height - (r - 1) * gap) / r;
+      if (tw < MIN_W && c > 1) { break; }
+      var fits = th >= MIN_H;
+      var scale = Math.min(tw / BASE_W, th / BASE_H);
+      var cand = { c: c, r: r, fits: fits, scale: scale, area: tw * th };
+      if (!best || (cand.fits && !best.fits) ||
+          (cand.fits === best.fits && (cand.scale > best.scale + 0.01 ||
+            (Math.abs(cand.scale - best.scale) <= 0.01 && cand.area > best.area)))) {
+        best = cand;
+      }
+    }
+    // Too many tiles for this screen (or a phone): the tiles flow at their natural size and the page scrolls.
+    if (!best || !best.fits || best.r > MAX_TRACKS) { w.classList.remove("board-fit"); return; }
+    fitClasses = ["cols-" + best.c, "rows-" + best.r];
+    fitClasses.forEach(function (cls) { w.classList.add(cls); });
+    w.classList.add("board-fit");
   }
 
   function noteServerDate(xhr) {
@@ -85,12 +142,20 @@
     if (!isNaN(date)) { skewMs = date - Date.now(); }
   }
 
+  // A refresh that failed. Only a network error, a time-out or a 5xx means "server unreachable":
+  // a 4xx is an answer (the server is there and refuses), handled by what it means.
   function onFailure(evt) {
     if (!isGridRequest(evt)) { return; }
     var xhr = evt.detail && evt.detail.xhr;
-    if (evt.type === "htmx:responseError" && xhr && (xhr.status === 401 || xhr.status === 403)) {
+    var status = evt.type === "htmx:responseError" && xhr ? xhr.status : 0;
+    if (status === 401 || status === 403) {
       // Session ended, role removed, kiosk link revoked or expired: reload so the server shows why.
       window.location.reload();
+      return;
+    }
+    if (status === 404 || status === 410) { goAll(); return; } // what this screen showed is gone
+    if (status >= 400 && status < 500) {
+      showBanner("The server refused the refresh (HTTP " + status + ") — retrying");
       return;
     }
     showBanner("Server unreachable — board not updating");
@@ -101,7 +166,10 @@
   document.addEventListener("htmx:timeout", onFailure);
 
   document.addEventListener("htmx:afterRequest", function (evt) {
-    if (!isGridRequest(evt) || !evt.detail.successful) { return; }
+    if (!isGridRequest(evt)) { return; }
+    var xhr = evt.detail.xhr;
+    if (xhr && xhr.status) { lastAnswer = Date.now(); }
+    if (!evt.detail.successful) { return; }
     lastContact = Date.now();
     noteServerDate(evt.detail.xhr);
     hideBanner();
@@ -126,7 +194,8 @@
     evt.detail.isError = true; // -> htmx:responseError -> banner
   });
 
-  document.addEventListener("htmx:afterSwap", tick);
+  document.addEventListener("htmx:afterSwap", function () { fit(); tick(); });
+  window.addEventListener("resize", fit);
 
   // Keys 1-9: n-th group tab, 0: All (micboard's shortcuts).
   document.addEventListener("keydown", function (evt) {
@@ -141,6 +210,7 @@
   });
 
   function start() {
+    fit();
     tick();
     window.setInterval(tick, 1000);
   }
