@@ -77,6 +77,19 @@ def test_group_sheet_lists_that_groups_channels_numbered_as_its_tiles(admin_clie
     assert [r[0] for r in rows[1:]] == ["1", "3"]
 
 
+def test_sheet_numbers_rows_as_the_board_numbers_its_tiles(admin_client, rig):
+    """"Check tile 7" means the same pack on the board and on paper, after receivers come and go."""
+    temp = make_receiver(name="Temp Rack", model="ULXD4D")
+    make_receiver(name="AAA Spare", model="ULXD4D")  # sorts first by name, added last
+    temp.delete()  # leaves a gap: the spare's tiles keep their numbers
+    BoardService.bump_version()
+    board = [t.slot for t in BoardService.board().tiles]
+    assert board == [1, 2, 3, 4, 7, 8]
+    rows = csv_rows(sheet(admin_client, "?format=csv"))[1:]
+    assert [int(r[0]) for r in rows] == board
+    assert "AAA Spare" in " ".join(rows[-1])
+
+
 def test_csv_has_the_same_rows_excel_safe_with_bom(admin_client, rig):
     response = sheet(admin_client, "?format=csv")
     assert response["Content-Type"] == "text/csv; charset=utf-8"

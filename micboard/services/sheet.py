@@ -91,8 +91,8 @@ class SheetService:
             DeviceNotFoundError: no group has that slug.
         """
         if not group:
-            channels = Channel.objects.for_board().filter(receiver__active=True)  # the "All" board's order
-            return tuple(_row(c, i) for i, c in enumerate(channels, start=1))
+            channels = Channel.objects.for_board().filter(receiver__active=True).order_by("board_position")
+            return tuple(_row(c, c.board_position) for c in channels)
         slots = list(
             GroupSlot.objects.filter(group__slug=group).select_related(
                 "group", *(f"channel__{r}" for r in _CHANNEL_RELATIONS)
@@ -100,7 +100,7 @@ class SheetService:
         )
         if not slots and not Group.objects.filter(slug=group).exists():
             raise DeviceNotFoundError(f"No group {group!r}")
-        return tuple(_row(s.channel, i) for i, s in enumerate(slots, start=1) if s.channel is not None)
+        return tuple(_row(s.channel, s.position) for s in slots if s.channel is not None)
 
     @staticmethod
     def header(*, group: str = "") -> SheetHeader:
