@@ -10,8 +10,16 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from micboard.models import KioskLink
-from micboard.services import BoardService, DeviceService, GroupService, KioskService, PollOutcome, RoleService
+from micboard.models import Group, KioskLink, Scene
+from micboard.services import (
+    BoardService,
+    DeviceService,
+    GroupService,
+    KioskService,
+    PollOutcome,
+    RoleService,
+    SceneService,
+)
 from tests.factories import make_receiver, make_user, pack_on, reading
 
 pytestmark = pytest.mark.django_db
@@ -382,3 +390,52 @@ def test_admin_revoke_action_needs_its_permission(admin_client, rig):
     assert link.revoked_at is not None and "Revoked 1 kiosk link" in response.content.decode()
     change = admin_client.get(reverse("admin:micboard_kiosklink_change", args=[link.pk])).content.decode()
     assert "Revoked" in change and KioskService.token(link=link) not in change
+
+
+# --- every view, every role ---------------------------------------------------------------------------
+
+PUBLIC_URLS = {"healthz", "manifest", "login", "logout", "kiosk-open"}
+
+
+def crew_urls(ids: dict[str, int]):
+    """Every named URL of micboard's own views (the admin has its own checks), for real objects.
+
+    ``ids`` maps a URL name's first word (channel, scene, group, slot, kiosk) to the pk to use.
+    """
+    from web.urls import urlpatterns
+
+    out = []
+    for pattern in urlpatterns:
+        name = getattr(pattern, "name", None)
+        if name and name not in PUBLIC_URLS:
+            kwargs = {key: 1 if key == "slot" else ids[name.split("-")[0]] for key in pattern.pattern.converters}
+            out.append((name, reverse(name, kwargs=kwargs)))
+    return out
+
+
+def test_every_crew_view_refuses_strangers_and_every_write_refuses_viewers_and_kiosks(rig):
+    """Roles are enforced on every view and partial: a view added without a decorator fails here."""
+    link = KioskService.create(name="Wall")
+    scene = SceneService.create_scene(name="Act 1")
+    band = rig.channels.get(number=1).group_slots.get().group
+    urls = crew_urls({"channel": rig.channels.get(number=1).pk, "scene": scene.pk, "group": band.pk,
+                      "slot": band.pk, "kiosk": link.pk})
+    assert len(urls) > 20
+    anonymous, no_role, viewer = Client(), client_for("none"), client_for("viewer")
+    kiosk, _ = open_kiosk(link)
+    for name, url in urls:
+        page = anonymous.get(url)
+        if page.status_code == 405:  # a POST-only action: refused before anything else
+            assert no_role.get(url).status_code == 405, name
+        else:
+            assert page.status_code == 302 and page["Location"].startswith(reverse("login")), name
+            htmx = anonymous.get(url, headers=HX)
+            assert "login" in (htmx.get("HX-Redirect") or htmx.get("Location", "")), name
+            assert no_role.get(url).status_code == 403, name
+        post = anonymous.post(url, {"name": "Mallory"})
+        assert post.status_code == 405 or post["Location"].startswith(reverse("login")), name
+        for client in (viewer, kiosk, no_role):
+            assert client.post(url, {"name": "Mallory"}).status_code in (403, 405), name
+    assert not KioskLink.objects.exclude(pk=link.pk).exists() and KioskLink.objects.get().revoked_at is None
+    assert [s.name for s in Scene.objects.all()] == ["Act 1"] and Group.objects.count() == 2
+    assert BoardService.board().tiles[0].performer == ""  # nobody's POST changed a name
