@@ -7,7 +7,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
-from e2e.conftest import CHROMIUM, PASSWORD, screenshot
+from e2e.conftest import CHROMIUM, PASSWORD, allow_console_errors, screenshot
 from micboard.models import KioskLink
 from micboard.services import KioskService, RoleService
 from tests.factories import make_user
@@ -58,6 +58,7 @@ def sign_in(page, live_server, username, role):
 
 def test_kiosk_link_shows_the_board_without_login_until_revoked(page, live_server, poller, rig):
     link = KioskService.create(name="FOH tablet")
+    allow_console_errors(page, "status of 403", "Error Code 403")  # the refused refresh after the revocation
     page.goto(live_server.url + KioskService.path(link=link))  # a fresh browser context: no account, no cookie
     expect(page.locator("article.tile").first).to_have_attribute("data-status", "GOOD", timeout=WITHIN_MS)
     expect(page.locator("#app-kiosk")).to_have_text("Kiosk · FOH tablet")
@@ -88,6 +89,7 @@ def test_scoped_kiosk_shows_only_its_group(page, live_server, poller, rig):
 
 def test_viewer_sees_no_operator_controls(page, live_server, rig):
     sign_in(page, live_server, "wrangler", "viewer")
+    allow_console_errors(page, "status of 403")  # the refusal page of /phone/
     expect(page.locator("#board-grid")).to_be_visible()
     expect(page.locator("#phone-link")).to_have_count(0)
     page.goto(f"{live_server.url}/phone/")
@@ -97,6 +99,7 @@ def test_viewer_sees_no_operator_controls(page, live_server, rig):
 def test_role_removed_mid_session_shows_the_refusal_on_the_next_refresh(page, live_server, poller, rig):
     sign_in(page, live_server, "wrangler", "viewer")
     expect(page.locator("article.tile").first).to_be_visible(timeout=WITHIN_MS)
+    allow_console_errors(page, "status of 403", "Error Code 403")  # the refused refresh, then the refusal page
     RoleService.grant(user=get_user_model().objects.get(username="wrangler"), role=None)
     expect(page.locator("#access-refused")).to_contain_text(
         "Ask your production manager for a role", timeout=one_refresh_ms()
@@ -106,6 +109,8 @@ def test_role_removed_mid_session_shows_the_refusal_on_the_next_refresh(page, li
 
 def test_operator_makes_a_phone_qr_code_that_opens_the_battery_view(page, live_server, rig, browser, settings):
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, LAN_NAME]
+    # Plain HTTP under a LAN name: Chromium ignores Django's Cross-Origin-Opener-Policy header and says so.
+    allow_console_errors(page, "Cross-Origin-Opener-Policy header has been ignored")
     server = live_server.url.replace("localhost", LAN_NAME)
     make_user("stage-manager", role="operator", password=PASSWORD)
     page.goto(f"{server}/")

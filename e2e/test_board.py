@@ -2,6 +2,7 @@
 
 from playwright.sync_api import expect
 
+from e2e.conftest import allow_console_errors
 from micboard.services import GroupService
 
 # 3 poll intervals of 0.5 s plus a refresh and a poll's own time: the board must follow within this.
@@ -94,6 +95,7 @@ def test_group_tabs_switch_boards_and_keep_blanks(logged_in, poller, rig):
 
 def test_unreachable_server_is_announced(logged_in, poller, rig):
     page = logged_in
+    allow_console_errors(page, "net::ERR_FAILED", "htmx:sendError", "htmx:afterRequest")  # the aborted refreshes
     banner = page.locator("#connection-banner")
     expect(banner).to_be_hidden()
     page.route("**/board/grid/**", lambda route: route.abort())

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from e2e.conftest import PollerThread, screenshot
+from e2e.conftest import PollerThread, allow_console_errors, screenshot
 from micboard.models import Group
 from micboard.services import AssignmentService, BoardService, DeviceService, GroupService
 from tests.factories import receivers_for, start_simulator
@@ -162,6 +162,7 @@ def test_deleted_group_sends_the_screen_to_all_with_a_notice(logged_in, poller, 
 
 def test_a_refused_refresh_is_not_called_unreachable(logged_in, poller, rig):
     page = logged_in
+    allow_console_errors(page, "status of 429", "Error Code 429")  # the refused refreshes
     expect(tile(page, rig["ulxd"], 1)).to_have_attribute("data-status", "GOOD", timeout=WITHIN_MS)
     page.route("**/board/grid/**", lambda route: route.fulfill(status=429, body="slow down"))
     banner = page.locator("#connection-banner")
@@ -197,6 +198,7 @@ def test_audio_peak_is_told_from_critical_without_motion(logged_in, poller, rig,
 
 def test_a_vanished_board_address_goes_to_all(logged_in, poller, rig):
     page = logged_in
+    allow_console_errors(page, "status of 410", "Error Code 410")  # the refresh of the vanished address
     GroupService.set_tiles(name="Cast", channels=list(rig["ad"].channels.all()))
     page.goto(page.url.split("?")[0] + "?group=cast")
     expect(tile(page, rig["ad"], 1)).to_have_attribute("data-status", "GOOD", timeout=WITHIN_MS)

@@ -394,7 +394,7 @@ def test_admin_revoke_action_needs_its_permission(admin_client, rig):
 
 # --- every view, every role ---------------------------------------------------------------------------
 
-PUBLIC_URLS = {"healthz", "manifest", "login", "logout", "kiosk-open"}
+PUBLIC_URLS = {"healthz", "manifest", "favicon", "login", "logout", "kiosk-open"}
 
 
 def crew_urls(ids: dict[str, int]):

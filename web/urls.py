@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import path
+from django.views.generic import RedirectView
 
 from web import access_views, battery_views, scenes_views, sheet_views, views
 
@@ -12,6 +14,8 @@ urlpatterns = [
     path("manifest.webmanifest", battery_views.manifest, name="manifest"),
     path("sheet/", sheet_views.sheet, name="sheet"),
     path("healthz", views.healthz, name="healthz"),
+    # Browsers ask for /favicon.ico on pages that name no icon (the Django admin's).
+    path("favicon.ico", RedirectView.as_view(url=static("icons/icon-192.png"), permanent=True), name="favicon"),
     path("k/<str:token>/", access_views.kiosk_open, name="kiosk-open"),
     path("kiosk/<int:pk>/qr.svg", access_views.kiosk_qr, name="kiosk-qr"),
     path("phone/", access_views.phone, name="phone"),
