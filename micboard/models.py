@@ -248,8 +248,10 @@ class GroupSlot(models.Model):
 
     group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="slots")
     position = models.PositiveSmallIntegerField()
+    # A channel that goes (its receiver deleted or changed to a smaller model) leaves a BLANK behind,
+    # so every other tile of the group keeps its number and its place on the screen.
     channel = models.ForeignKey(
-        Channel, null=True, blank=True, on_delete=models.CASCADE, related_name="group_slots",
+        Channel, null=True, blank=True, on_delete=models.SET_NULL, related_name="group_slots",
         help_text="Leave empty for a BLANK spacer.",
     )
 

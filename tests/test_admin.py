@@ -266,7 +266,7 @@ def test_model_change_that_removes_channels_asks_first_and_saves_nothing(admin_c
 
     assert response.status_code == 200  # the form again, not a redirect
     html = response.content.decode()
-    assert "ch 3 (Maya), ch 4; tile 4 of Band, tile 5 of Band" in html
+    assert "ch 3 (Maya), ch 4; tile 4 of Band, tile 5 of Band turn BLANK" in html
     assert 'type="checkbox" name="confirm_removal"' in html
     quad.refresh_from_db()
     assert quad.model == "ULXD4Q" and quad.channels.count() == 4
@@ -281,8 +281,9 @@ def test_confirmed_model_change_removes_and_records_what_went(admin_client, quad
     quad.refresh_from_db()
     assert quad.model == "ULXD4D"
     assert list(quad.channels.values_list("number", flat=True)) == [1, 2]
-    assert board_of(quad) == ({1: "Jonas"}, [1, None, 2])  # what survives keeps its performer and tiles
-    summary = "Rack A: model ULXD4Q -> ULXD4D removed ch 3 (Maya), ch 4; tile 4 of Band, tile 5 of Band"
+    # What survives keeps its performer and tiles; the removed channels' tiles stay as BLANK spacers.
+    assert board_of(quad) == ({1: "Jonas"}, [1, None, 2, None, None])
+    summary = "Rack A: model ULXD4Q -> ULXD4D removed ch 3 (Maya), ch 4; tile 4 of Band, tile 5 of Band turn BLANK"
     assert AuditEntry.objects.filter(action="removed", summary=summary).count() == 1
     audit = admin_client.get(reverse("admin:micboard_auditentry_changelist"))
     assert summary in result_rows(audit)
@@ -311,7 +312,7 @@ def test_service_refuses_an_unconfirmed_removal(quad):
     quad.model = "ULXD4"
     with pytest.raises(ChannelRemovalError) as err:
         DeviceService.update_receiver(receiver=quad)
-    assert err.value.removed == "ch 2, ch 3 (Maya), ch 4; tile 3 of Band, tile 4 of Band, tile 5 of Band"
+    assert err.value.removed == "ch 2, ch 3 (Maya), ch 4; tile 3 of Band, tile 4 of Band, tile 5 of Band turn BLANK"
     assert Receiver.objects.get(pk=quad.pk).model == "ULXD4Q" and quad.channels.count() == 4
 
 

@@ -76,6 +76,20 @@ def test_group_tiles_are_numbered_by_their_slot_position(admin_client):
     assert rendered_numbers(admin_client, "band") == {ch[0].pk: 1, ch[2].pk: 4, ch[3].pk: 5}
 
 
+def test_a_deleted_receiver_leaves_blanks_in_its_groups_so_no_tile_moves(admin_client):
+    keep = make_receiver(name="Keep", model="ULXD4D")
+    gone = make_receiver(name="Gone", model="ULXD4D")
+    k1, k2 = keep.channels.order_by("number")
+    g1, g2 = gone.channels.order_by("number")
+    GroupService.set_tiles(name="Band", channels=[k1, g1, k2, g2])
+    gone.delete()
+    BoardService.bump_version()
+    tiles = BoardService.board(group="band").tiles
+    assert [(t.slot, t.kind, t.channel_id) for t in tiles] == [
+        (1, "channel", k1.pk), (2, "blank", None), (3, "channel", k2.pk), (4, "blank", None),
+    ]
+
+
 def test_move_to_a_free_number_leaves_a_gap_and_to_a_taken_one_swaps(django_capture_on_commit_callbacks):
     rx = make_receiver(name="Rack", model="ULXD4Q")
     a, b, c, d = rx.channels.order_by("number")

@@ -225,8 +225,9 @@ class DeviceService:
         Args:
             receiver: a stored receiver carrying its edited, not yet saved, model.
         Returns:
-            ``"ch 3 (Maya), ch 4; tile 5 of Band"`` (each channel with its performer, then the board
-            tiles on them), or ``""`` when nothing would be removed (always for a new receiver).
+            ``"ch 3 (Maya), ch 4; tile 5 of Band turns BLANK"`` (each channel with its performer, then
+            the board tiles on them, which stay as spacers so no other tile moves), or ``""`` when
+            nothing would be removed (always for a new receiver).
         Raises:
             ConfigurationError: unknown model.
         """
@@ -251,7 +252,8 @@ class DeviceService:
             .order_by("group__position", "group__name", "position")
         )
         tiles = [f"tile {slot.position} of {slot.group.name}" for slot in slots]
-        return "; ".join(part for part in (", ".join(channels), ", ".join(tiles)) if part)
+        blanks = f"{', '.join(tiles)} turn{'s' if len(tiles) == 1 else ''} BLANK" if tiles else ""
+        return "; ".join(part for part in (", ".join(channels), blanks) if part)
 
     @staticmethod
     @transaction.atomic
