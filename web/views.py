@@ -21,10 +21,11 @@ from django.views.decorators.http import require_GET
 from django_htmx.http import HttpResponseClientRedirect
 
 from micboard import coordination
+from micboard.caching import versioned_get, versioned_set
 from micboard.exceptions import CoordinationError, DeviceNotFoundError
 from micboard.models import Receiver
 from micboard.services import BoardService
-from micboard.services.board import BoardData, cache_get, cache_set, poller_silence_limit
+from micboard.services.board import BoardData, poller_silence_limit
 from web.access import access_of, viewer_required
 
 GRID_KEY = "micboard:board:grid:{group}"  # cache: the latest rendered grid of a group (one entry each)
@@ -164,16 +165,14 @@ def shared_render(
             response = HttpResponseNotModified()
         else:
             cache_key = key.format(group=group)
-            cached = cache_get(cache_key)
-            if isinstance(cached, tuple) and len(cached) == 2 and cached[0] == etag:
-                html = cached[1]
-            else:
+            hit, html = versioned_get(cache_key, version=etag)  # one slot per group, tagged with its ETag
+            if not hit:
                 data = _refresh_board(request, group, page=page)
                 if isinstance(data, HttpResponse):
                     return data
                 etag = _etag(data, stale, since, tag=tag)  # the version the tiles were built for
                 html = render_to_string(template, context(data, stale=stale, since=since, etag=etag))
-                cache_set(cache_key, (etag, html), GRID_TIMEOUT)
+                versioned_set(cache_key, html, version=etag, timeout=GRID_TIMEOUT)
             response = HttpResponse(html)
         response["ETag"] = etag
     else:

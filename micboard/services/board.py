@@ -19,11 +19,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from django.conf import settings
-from django.core.cache import cache
-from django.db import transaction
 from django.utils import timezone
 
-from micboard import coordination
+from micboard import caching, coordination
 from micboard.drivers.base import RUNTIME_CALCULATING, RUNTIME_WARNING
 from micboard.exceptions import CoordinationError, DeviceNotFoundError
 from micboard.models import Channel, Group, GroupSlot
@@ -32,10 +30,15 @@ from micboard.status import ChannelStatus
 logger = logging.getLogger("micboard.board")
 
 _SLUG = re.compile(r"[-\w]{1,64}")
-VERSION_KEY = "board:version"
+NAMESPACE = "board"  # the cache namespace whose version is the board version (micboard.caching)
+VERSION_KEY = caching.namespace_version_key(NAMESPACE)  # "board:version" in the coordination store
 HEARTBEAT_KEY = "poller:heartbeat"
-DATA_KEY = "micboard:board:data:{group}"  # cache: the latest built board of a group (one entry each)
-DATA_TIMEOUT = 24 * 3600  # seconds; the version inside the entry decides whether it is current
+DATA_TIMEOUT = caching.DAY  # seconds; the version inside the entry decides whether it is current
+
+
+def data_key(group: str) -> str:
+    """Cache key of the latest built board of a group (one entry each, replaced as the version moves on)."""
+    return caching.cache_key(NAMESPACE, "data", group)
 
 _PREVIOUS = {ChannelStatus.PREV_GOOD, ChannelStatus.PREV_REPLACE, ChannelStatus.PREV_CRITICAL}
 # Tile.antennas letters (micboard.drivers.base ANTENNA_*) as a screen reader hears them.
@@ -255,23 +258,6 @@ def _seen(at: datetime | None, built_at: datetime | None) -> tuple[str, str]:
     return at.astimezone(UTC).isoformat(timespec="seconds"), text
 
 
-def cache_get(key: str):
-    """A cache read that a broken cache (Redis down, unwritable folder) turns into a miss."""
-    try:
-        return cache.get(key)
-    except Exception as exc:  # every backend has its own errors; a miss is always safe here
-        logger.warning("cache unavailable, reading %s from the database: %s", key, exc)
-        return None
-
-
-def cache_set(key: str, value, timeout: float) -> None:
-    """A cache write that a broken cache skips (the next reader rebuilds)."""
-    try:
-        cache.set(key, value, timeout=timeout)
-    except Exception as exc:
-        logger.warning("cache unavailable, not keeping %s: %s", key, exc)
-
-
 def poll_lock_seconds() -> float:
     """Lifetime of the poll lock; its holder renews it every quarter of that while it lives."""
     return max(4.0, 2 * settings.MICBOARD_POLL_INTERVAL)
@@ -296,39 +282,29 @@ class BoardService:
         Raises:
             CoordinationError: the coordination store is unreachable.
         """
-        store = coordination.store()
-        version = store.get(VERSION_KEY)
-        if version is None:
-            store.add(VERSION_KEY, str(time.time_ns()))
-            version = store.get(VERSION_KEY) or ""
-        return version
+        return caching.namespace_version(NAMESPACE)
 
     @staticmethod
     def bump_version() -> str:
         """Mark the board as changed; every client re-renders on its next refresh.
 
+        The board version is the version of the "board" cache namespace, so this also invalidates
+        everything cached under it (``micboard.caching``: tiles, grids, sheet rows ...).
+
         Raises:
             CoordinationError: the coordination store is unreachable.
         """
-        version = str(time.time_ns())
-        coordination.store().set(VERSION_KEY, version)
-        return version
+        return caching.bump_namespace(NAMESPACE)
 
     @staticmethod
     def bump_version_on_commit() -> None:
-        """Bump the version once the current transaction (if any) has committed.
+        """Bump the version (``invalidate_cache("board")``) once the current transaction (if any) has committed.
 
-        A store that is down by then is logged, not raised: the change is committed, and screens
-        pick it up with the next change (or re-render while the store is down anyway).
+        Every setup write calls this. A store that is down by then is logged, not raised: the change
+        is committed, and screens pick it up with the next change (or re-render while the store is
+        down anyway).
         """
-
-        def bump() -> None:
-            try:
-                BoardService.bump_version()
-            except CoordinationError as exc:
-                logger.warning("board version not bumped: %s", exc)
-
-        transaction.on_commit(bump)
+        caching.invalidate_cache_on_commit(NAMESPACE)
 
     @staticmethod
     def record_heartbeat(*, at: float | None = None) -> None:
@@ -383,12 +359,12 @@ class BoardService:
                 BoardService.build(group=group, version=""),
                 degraded="live updates are impaired: the coordination store is not answering",
             )
-        key = DATA_KEY.format(group=group)
-        data = cache_get(key)
-        if not isinstance(data, BoardData) or data.version != version:
-            data = BoardService.build(group=group, version=version)
-            cache_set(key, data, DATA_TIMEOUT)
-        return data
+        return caching.versioned(
+            data_key(group),
+            lambda: BoardService.build(group=group, version=version),
+            version=version,
+            timeout=DATA_TIMEOUT,
+        )
 
     @staticmethod
     def build(*, group: str, version: str) -> BoardData:
