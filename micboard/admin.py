@@ -36,6 +36,7 @@ from micboard.models import (
     Show,
     Transmitter,
 )
+from micboard.query_optimization import QueryOptimizer
 from micboard.services import (
     AssignmentService,
     BoardOrderService,
@@ -177,9 +178,7 @@ class ReceiverAdmin(BoardAdmin):
 
     def get_queryset(self, request):
         return (
-            super()
-            .get_queryset(request)
-            .select_related("location", "connection")
+            QueryOptimizer.receivers_for_admin(super().get_queryset(request))
             .annotate(
                 min_bars=Min("channels__transmitter__battery_bars", filter=Q(channels__transmitter__present=True))
             )
@@ -296,7 +295,7 @@ class ChannelAdmin(BoardAdmin):
     actions = ["number_first_on_board"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("receiver", "transmitter")
+        return QueryOptimizer.channels_for_admin(super().get_queryset(request))
 
     def get_changelist_form(self, request, **kwargs):
         return ChannelAdminForm

@@ -59,10 +59,10 @@ class ReceiverQuerySet(models.QuerySet):
 
 class ChannelQuerySet(models.QuerySet):
     def for_board(self) -> ChannelQuerySet:
-        """Everything a tile needs, in a constant number of queries."""
-        return self.select_related(
-            "receiver", "receiver__connection", "transmitter", "assignment", "assignment__performer"
-        )
+        """Everything a tile needs, in a constant number of queries (``QueryOptimizer.CHANNEL_BOARD``)."""
+        from micboard.query_optimization import QueryOptimizer
+
+        return QueryOptimizer.channels_for_board(self)
 
     def with_low_battery(self, threshold: int = 2) -> ChannelQuerySet:
         return self.filter(transmitter__present=True, transmitter__battery_bars__lte=threshold)

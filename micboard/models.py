@@ -12,6 +12,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.text import slugify
 
+from micboard.caching import MEDIUM, cached_property_with_ttl
 from micboard.drivers.shure_models import SHURE_MODELS, shure_model
 from micboard.managers import ChannelQuerySet, ReceiverQuerySet
 from micboard.status import ChannelStatus
@@ -144,6 +145,19 @@ class Channel(models.Model):
     @property
     def frequency_mhz(self) -> str:
         return f"{self.frequency_khz / 1000:.3f}" if self.frequency_khz else ""
+
+    @cached_property_with_ttl(timeout=MEDIUM, namespace="board")
+    def board_groups(self) -> tuple[str, ...]:
+        """Names of the groups (board tabs) this channel is on, in tab order.
+
+        Kept in the cache per channel until the board changes (every group edit bumps the board
+        version), so the channel drawer's refreshes do not ask the database each time.
+        """
+        return tuple(
+            Group.objects.filter(slots__channel=self).distinct().order_by("position", "name").values_list(
+                "name", flat=True
+            )
+        )
 
 
 class Transmitter(models.Model):

@@ -3,10 +3,9 @@
 from html.parser import HTMLParser
 
 import pytest
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from micboard.query_optimization import QueryAnalyzer
 from micboard.services import BoardService, DeviceService, GroupService, PollOutcome
 from tests.factories import make_receiver, make_user, pack_off, pack_on, reading
 
@@ -62,17 +61,18 @@ def test_grid_refresh_answers_304_when_nothing_changed(admin_client, rig):
 def test_304_path_runs_no_sql(admin_client, rig):
     etag = grid(admin_client)["ETag"]
     admin_client.get(reverse("board"))  # warm the session
-    with CaptureQueriesContext(connection) as ctx:
+    with QueryAnalyzer() as queries:
         assert grid(admin_client, etag=etag).status_code == 304
     # Only the session and user lookups of the login check remain.
-    assert len([q for q in ctx.captured_queries if "micboard_" in q["sql"]]) == 0
+    assert queries.touching("micboard_") == []
 
 
 def _refresh_query_count(client):
     BoardService.bump_version()  # a changed board: the tiles are rebuilt from the database
-    with CaptureQueriesContext(connection) as ctx:
+    with QueryAnalyzer() as queries:
         assert grid(client).status_code == 200
-    return len(ctx.captured_queries)
+    assert not queries.n_plus_one() and not queries.duplicates(), queries.report()
+    return queries.count
 
 
 def test_board_refresh_query_count_does_not_grow_with_channels(admin_client, rig):
@@ -86,9 +86,9 @@ def test_board_refresh_query_count_does_not_grow_with_channels(admin_client, rig
     group_channels = [*rig.channels.all(), None, *rx.channels.all()]
     GroupService.set_tiles(name="Band", channels=group_channels)
     BoardService.bump_version()
-    with CaptureQueriesContext(connection) as ctx:
+    with QueryAnalyzer() as queries:
         assert grid(admin_client, group="band").status_code == 200
-    assert len(ctx.captured_queries) == small
+    assert queries.count == small and not queries.n_plus_one(), queries.report()
 
 
 def test_group_tab_shows_its_tiles_in_order_with_blanks(admin_client, rig):

@@ -9,7 +9,6 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
-from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -17,6 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from micboard.exceptions import AssignmentConflictError, ConfigurationError, MicboardError
 from micboard.models import Channel, Group, GroupSlot, Performer, Scene, SceneAssignment
+from micboard.query_optimization import QueryOptimizer
 from micboard.services import AssignmentService, GroupEditService, SceneService
 from micboard.services.board import runtime_text
 from micboard.services.setup import PERFORMER_NAME_MAX, clean_performer_name
@@ -34,10 +34,7 @@ def _offset(request: HttpRequest) -> int:
 
 
 def _channel(pk: int) -> Channel:
-    return get_object_or_404(
-        Channel.objects.select_related("receiver", "receiver__connection", "transmitter", "assignment__performer"),
-        pk=pk,
-    )
+    return get_object_or_404(QueryOptimizer.channels_for_board(), pk=pk)
 
 
 def _drawer_context(request: HttpRequest, channel: Channel, **extra) -> dict:
@@ -54,7 +51,7 @@ def _drawer_context(request: HttpRequest, channel: Channel, **extra) -> dict:
         "expected": current,
         "performers": Performer.objects.values_list("name", flat=True)[:DATALIST_LIMIT],
         "name_max": PERFORMER_NAME_MAX,
-        "groups": Group.objects.filter(slots__channel=channel).distinct(),
+        "groups": channel.board_groups,
         "can_assign": request.user.has_perm("micboard.change_assignment"),
         "refresh_seconds": settings.MICBOARD_REFRESH_INTERVAL,
     }
@@ -275,15 +272,9 @@ def group_create(request: HttpRequest) -> HttpResponse:
 
 
 def _channel_search(q: str, group: Group):
-    channels = Channel.objects.select_related("receiver", "assignment__performer").order_by("receiver__name", "number")
     q = " ".join(q.split())[:100]
-    for word in q.split():
-        channels = channels.filter(
-            Q(name__icontains=word) | Q(receiver__name__icontains=word) | Q(assignment__performer__name__icontains=word)
-            | Q(receiver__model__icontains=word)
-        )
     on_group = set(group.slots.exclude(channel=None).values_list("channel_id", flat=True))
-    found = list(channels[: SEARCH_LIMIT + 1])
+    found = list(GroupEditService.search_channels(q=q, limit=SEARCH_LIMIT + 1))
     return [{"channel": c, "on_group": c.pk in on_group,
              "performer": c.assignment.performer.name if hasattr(c, "assignment") else ""}
             for c in found[:SEARCH_LIMIT]], len(found) > SEARCH_LIMIT, q

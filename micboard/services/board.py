@@ -25,6 +25,7 @@ from micboard import caching, coordination
 from micboard.drivers.base import RUNTIME_CALCULATING, RUNTIME_WARNING
 from micboard.exceptions import CoordinationError, DeviceNotFoundError
 from micboard.models import Channel, Group, GroupSlot
+from micboard.query_optimization import QueryOptimizer
 from micboard.status import ChannelStatus
 
 logger = logging.getLogger("micboard.board")
@@ -374,12 +375,7 @@ class BoardService:
         if group:
             if group not in {g.slug for g in groups}:
                 raise DeviceNotFoundError(f"No group {group!r}")
-            slots = GroupSlot.objects.filter(group__slug=group).select_related(
-                "channel__receiver",
-                "channel__receiver__connection",
-                "channel__transmitter",
-                "channel__assignment__performer",
-            )
+            slots = QueryOptimizer.slots_for_board(GroupSlot.objects.filter(group__slug=group))
             # A tile's number is its slot's position: a slot removed leaves a gap, no renumbering.
             tiles = tuple(
                 tile_for_channel(s.channel, slot=s.position, built_at=now)

@@ -33,6 +33,7 @@ from micboard.models import (
     Transmitter,
     next_board_position,
 )
+from micboard.query_optimization import bulk_create
 from micboard.services.board import BoardService
 from micboard.services.health import ConnectionHealthService
 from micboard.status import compute_status
@@ -209,11 +210,11 @@ class DeviceService:
             Channel(receiver=receiver, number=n, board_position=first + i)
             for i, n in enumerate(n for n in range(1, count + 1) if n not in existing)
         ]
-        Channel.objects.bulk_create(new)
+        bulk_create(Channel, new)
         if remove_extra:
             receiver.channels.filter(number__gt=count).delete()
         missing_tx = receiver.channels.filter(transmitter__isnull=True)
-        Transmitter.objects.bulk_create([Transmitter(channel=c) for c in missing_tx])
+        bulk_create(Transmitter, (Transmitter(channel=c) for c in missing_tx))
         RealTimeConnection.objects.get_or_create(receiver=receiver)
         BoardService.bump_version_on_commit()
         return len(new)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, Q, QuerySet
 from django.utils.text import slugify
 
+from micboard.caching import SHORT, cache_queryset
 from micboard.exceptions import ConfigurationError
 from micboard.models import Channel, Group, GroupSlot
+from micboard.query_optimization import QueryOptimizer
 from micboard.services.board import BoardService
 from micboard.services.names import clean_name
 
@@ -48,6 +50,28 @@ def _slots(group: Group) -> list[GroupSlot]:
 
 class GroupEditService:
     """Board groups edited by operators: every change reaches the screens with their next refresh."""
+
+    @staticmethod
+    @cache_queryset(timeout=SHORT, namespace="board")
+    def search_channels(*, q: str, limit: int) -> QuerySet[Channel]:
+        """Channels to add to a group: every word of ``q`` in the channel's, receiver's or performer's name or model.
+
+        Which channels match is cached until the board changes (a search typed letter by letter asks
+        again and again); the rows themselves are read fresh on every call.
+
+        Args:
+            q: the words typed ("" finds every channel).
+            limit: at most this many channels, by receiver name and channel number.
+        Returns:
+            The channels with their receiver and performer loaded.
+        """
+        channels = QueryOptimizer.channels_for_board().order_by("receiver__name", "number")
+        for word in q.split():
+            channels = channels.filter(
+                Q(name__icontains=word) | Q(receiver__name__icontains=word)
+                | Q(assignment__performer__name__icontains=word) | Q(receiver__model__icontains=word)
+            )
+        return channels[:limit]
 
     @staticmethod
     @transaction.atomic

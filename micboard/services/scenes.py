@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from micboard.exceptions import AssignmentConflictError, ConfigurationError
 from micboard.models import Assignment, AuditEntry, Channel, Scene, SceneAssignment
+from micboard.query_optimization import bulk_create
 from micboard.services.board import BoardService
 from micboard.services.names import clean_name
 from micboard.services.setup import clean_performer_name, performer_named
@@ -68,9 +69,12 @@ class SceneService:
         except IntegrityError as exc:
             raise ConfigurationError(f"A scene called {name!r} exists already.") from exc
         if from_current:
-            SceneAssignment.objects.bulk_create(
-                SceneAssignment(scene=scene, channel_id=a.channel_id, performer_id=a.performer_id)
-                for a in Assignment.objects.all()
+            bulk_create(
+                SceneAssignment,
+                (
+                    SceneAssignment(scene=scene, channel_id=a.channel_id, performer_id=a.performer_id)
+                    for a in Assignment.objects.all()
+                ),
             )
         return scene
 
@@ -115,9 +119,12 @@ class SceneService:
     def capture_current(*, scene: Scene) -> int:
         """Replace what a scene holds with the current assignments. Returns the channels it now holds."""
         scene.assignments.all().delete()
-        made = SceneAssignment.objects.bulk_create(
-            SceneAssignment(scene=scene, channel_id=a.channel_id, performer_id=a.performer_id)
-            for a in Assignment.objects.all()
+        made = bulk_create(
+            SceneAssignment,
+            (
+                SceneAssignment(scene=scene, channel_id=a.channel_id, performer_id=a.performer_id)
+                for a in Assignment.objects.all()
+            ),
         )
         return len(made)
 
@@ -173,7 +180,7 @@ class SceneService:
         for assignment in changed:
             assignment.updated_at = now
         Assignment.objects.bulk_update(changed, ["performer", "updated_at"])
-        Assignment.objects.bulk_create(added)
+        bulk_create(Assignment, added)
         Scene.objects.filter(active=True).exclude(pk=scene.pk).update(active=False)
         Scene.objects.filter(pk=scene.pk).update(active=True, activated_at=now)
         scene.active, scene.activated_at = True, now

@@ -23,6 +23,7 @@ from micboard.models import (
     Performer,
     Receiver,
 )
+from micboard.query_optimization import bulk_create
 from micboard.services.board import BoardService
 from micboard.services.names import clean_name
 
@@ -344,9 +345,7 @@ class GroupService:
             group.position = position
             group.save()
         group.slots.all().delete()
-        GroupSlot.objects.bulk_create(
-            [GroupSlot(group=group, position=i, channel=c) for i, c in enumerate(channels, start=1)]
-        )
+        bulk_create(GroupSlot, (GroupSlot(group=group, position=i, channel=c) for i, c in enumerate(channels, start=1)))
         BoardService.bump_version_on_commit()
         return group
 

@@ -7,12 +7,13 @@ import io
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
+from micboard.caching import MEDIUM, cache_service_result
 from micboard.exceptions import CoordinationError, DeviceNotFoundError
 from micboard.models import Channel, Group, GroupSlot, Show
+from micboard.query_optimization import QueryOptimizer
 from micboard.services.board import BoardService
 from micboard.status import ChannelStatus
 
-_CHANNEL_RELATIONS = ("receiver", "transmitter", "assignment__performer")
 # A spreadsheet reads a cell starting with one of these as a formula (or strips it into one).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -80,8 +81,11 @@ class SheetService:
     """Read side of the channel sheets."""
 
     @staticmethod
+    @cache_service_result(timeout=MEDIUM, namespace="board")
     def rows(*, group: str = "") -> tuple[SheetRow, ...]:
         """Every channel of the board (or of one group, in its order, blanks left out), in 2 queries at most.
+
+        Cached per group until the board changes (the sheet, its CSV and every reprint share one read).
 
         Args:
             group: a group's slug, "" for every monitored channel in board order.
@@ -93,11 +97,7 @@ class SheetService:
         if not group:
             channels = Channel.objects.for_board().filter(receiver__active=True).order_by("board_position")
             return tuple(_row(c, c.board_position) for c in channels)
-        slots = list(
-            GroupSlot.objects.filter(group__slug=group).select_related(
-                "group", *(f"channel__{r}" for r in _CHANNEL_RELATIONS)
-            )
-        )
+        slots = list(QueryOptimizer.slots_for_sheet(GroupSlot.objects.filter(group__slug=group)))
         if not slots and not Group.objects.filter(slug=group).exists():
             raise DeviceNotFoundError(f"No group {group!r}")
         return tuple(_row(s.channel, s.position) for s in slots if s.channel is not None)
