@@ -153,6 +153,8 @@ class Channel(models.Model):
         Kept in the cache per channel until the board changes (every group edit bumps the board
         version), so the channel drawer's refreshes do not ask the database each time.
         """
+        if self.pk is None:
+            return ()
         return tuple(
             Group.objects.filter(slots__channel=self).distinct().order_by("position", "name").values_list(
                 "name", flat=True

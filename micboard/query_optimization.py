@@ -124,8 +124,9 @@ class QueryOptimizer:
 
 # ------------------------------------------------------------------------------------ analyzer
 
-_IN_LIST = re.compile(r"\((?:\s*%s\s*,)+\s*%s\s*\)")  # IN (%s, %s, ...) of any length
+_IN_LIST = re.compile(r"\(\s*%s(?:\s*,\s*%s)*\s*\)")  # IN (%s, %s, ...) of any length
 _SPACES = re.compile(r"\s+")
+_MULTI_ROW = re.compile(r"\)\s*,\s*\(")  # INSERT ... VALUES (...), (...): already batched
 
 
 def sql_template(sql: str) -> str:
@@ -250,6 +251,8 @@ class QueryAnalyzer:
         """Query shapes run ``repeat_threshold`` times or more with different parameters: a query per row."""
         shapes: dict[str, list[RecordedQuery]] = {}
         for q in self.queries:
+            if q.sql.lstrip()[:6].upper() == "INSERT" and _MULTI_ROW.search(q.sql):
+                continue  # one batch of a bulk insert, not a statement per row
             shapes.setdefault(q.template, []).append(q)
         findings = []
         for template, qs in shapes.items():
@@ -280,7 +283,7 @@ BULK_BATCH_SIZE = 500  # rows per INSERT: below SQLite's variable limit for our 
 
 
 def bulk_create(
-    model: type[models.Model], objects: Iterable[models.Model], *, batch_size: int = BULK_BATCH_SIZE, **options
+    model: type[models.Model], objects: Iterable[models.Model], *, batch_size: int | None = None, **options
 ) -> list[models.Model]:
     """Create ``objects`` in INSERTs of at most ``batch_size`` rows each; returns them (pks set where supported).
 
@@ -291,9 +294,12 @@ def bulk_create(
     Args:
         model: the model class.
         objects: its unsaved instances.
-        batch_size: rows per INSERT (at least 1).
+        batch_size: rows per INSERT (at least 1); default ``BULK_BATCH_SIZE`` (the database may lower it:
+            Django keeps SQLite under its 999 parameters).
         options: passed to ``QuerySet.bulk_create`` (``ignore_conflicts`` ...).
     """
+    if batch_size is None:
+        batch_size = BULK_BATCH_SIZE
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     rows: Sequence[models.Model] = objects if isinstance(objects, list) else list(objects)
