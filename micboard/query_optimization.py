@@ -126,6 +126,7 @@ class QueryOptimizer:
 
 _IN_LIST = re.compile(r"\(\s*%s(?:\s*,\s*%s)*\s*\)")  # IN (%s, %s, ...) of any length
 _SPACES = re.compile(r"\s+")
+_COLUMNS = re.compile(r"^SELECT .*? FROM ", re.S)
 _MULTI_ROW = re.compile(r"\)\s*,\s*\(")  # INSERT ... VALUES (...), (...): already batched
 
 
@@ -156,7 +157,8 @@ class Finding:
     ms: float  # its duration, or the total of the repeats
 
     def __str__(self) -> str:
-        sql = self.sql if len(self.sql) <= 160 else self.sql[:157] + "..."
+        sql = _COLUMNS.sub("SELECT ... FROM ", self.sql, count=1)  # the table and the WHERE say more than columns
+        sql = sql if len(sql) <= 160 else sql[:157] + "..."
         if self.kind == "slow":
             return f"slow ({self.ms:.1f} ms): {sql}"
         what = "same SQL and parameters" if self.kind == "duplicate" else "same SQL, other parameters (N+1?)"

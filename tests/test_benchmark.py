@@ -34,6 +34,9 @@ def test_benchmark_prints_figures_and_removes_what_it_created():
         assert re.search(rf"{re.escape(path)}.*\s{NUMBER} / {NUMBER}\s+\d+\S*\s+{NUMBER}$", out, re.M), path
     assert re.search(rf"peak RSS after the board section\s+{NUMBER} MB", out)
     assert re.search(rf"tracemalloc peak, board section\s+{NUMBER} MB", out)
+    # QueryAnalyzer's findings: the board's rebuild reads its tiles without a query per tile.
+    assert "Queries: N+1 suspects, duplicates and slow queries" in out
+    assert re.search(r"board refresh after bump_version, 4 tiles .*\n\s+no slow, duplicated or N\+1", out)
 
     assert list(user_model.objects.all()) == [someone]
     assert not Session.objects.exists()

@@ -31,12 +31,12 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.template.loader import get_template
 from django.test import Client, RequestFactory
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from micboard import coordination
 from micboard.models import AuditEntry, Manufacturer, RealTimeConnection, Receiver
+from micboard.query_optimization import QueryAnalyzer
 from micboard.services import BoardService, DeviceService, RoleService
 from micboard.services.board import HEARTBEAT_KEY
 from micboard.services.roles import VIEWER
@@ -171,13 +171,15 @@ class _Measured:
 
     ms: list[float] = field(default_factory=list)
     queries: list[int] = field(default_factory=list)
+    last: QueryAnalyzer | None = None  # the queries of the last run, for the findings
 
     def run(self, fn: Callable[[], object]):
-        with CaptureQueriesContext(connection) as ctx:
+        with QueryAnalyzer() as queries:
             start = time.perf_counter()
             result = fn()
             self.ms.append((time.perf_counter() - start) * 1000)
-        self.queries.append(len(ctx.captured_queries))
+        self.queries.append(queries.count)
+        self.last = queries
         return result
 
     def row(self) -> str:
@@ -278,6 +280,7 @@ class _Run:
         self.user = None
         self.client: Client | None = None
         self.traced_peak = 0
+        self.analyses: list[tuple[str, QueryAnalyzer]] = []  # (what was measured, its queries) for the findings
 
     # ------------------------------------------------------------ set-up and clean-up
 
@@ -300,6 +303,7 @@ class _Run:
             self.poll_section()
             self.board_section()
             self.memory_section()
+            self.query_section()
         finally:
             try:
                 self.clean_up()
@@ -338,17 +342,18 @@ class _Run:
     def cycle(self) -> tuple[float, int, object, list[float]]:
         """One run_poll_cycle(): (ms, SQL queries, summary, latencies of the receivers that answered)."""
         started_at = timezone.now()
-        with CaptureQueriesContext(connection) as ctx:
+        with QueryAnalyzer() as queries:
             start = time.perf_counter()
             summary = run_poll_cycle()
             ms = (time.perf_counter() - start) * 1000
+        self.last_cycle = queries
         self.heartbeat_ours = coordination.store().get(HEARTBEAT_KEY)
         latencies = list(
             RealTimeConnection.objects.filter(
                 receiver__in=self.mine, last_success_at__gte=started_at, last_latency_ms__isnull=False
             ).values_list("last_latency_ms", flat=True)
         )
-        return ms, len(ctx.captured_queries), summary, latencies
+        return ms, queries.count, summary, latencies
 
     # ------------------------------------------------------------ output
 
@@ -385,7 +390,7 @@ class _Run:
             f"  figures    median / p95 of {self.repeat} poll cycle(s) per size and {self.requests} request(s) "
             "per board figure"
         )
-        self.out("             SQL counted with CaptureQueriesContext; timings taken with tracemalloc off")
+        self.out("             SQL counted with micboard.query_optimization.QueryAnalyzer; tracemalloc off")
         if self.existing:
             self.out(self.style.WARNING(
                 f"  --force    {self.existing} receiver(s) were already in the database: their active ones are "
@@ -413,6 +418,7 @@ class _Run:
                 failed += summary.failed
             self.out(f"  {size:>4} {size * CHANNELS_PER_RECEIVER:>5}  {_ms(first_ms):>7}  {_pair(times):>15}  "
                      f"{_pair(latencies):>15}  {_qpair(queries):>9}  {f'{failed}/{polled}':>8}")
+            self.analyses.append((f"poll cycle, {size} receivers (the last measured)", self.last_cycle))
         self.out("  1st ms: the cycle right after the receivers were added (not in the median)")
         self.out("  rx latency: connect to first byte, per receiver and cycle (RealTimeConnection.last_latency_ms)")
         self.out("  SQL/cycle: median, or median/max when it varies; failed: failed polls / polls")
@@ -495,6 +501,7 @@ class _Run:
         traced = self.traced(one_of_each)
         self.traced_peak = max(self.traced_peak, traced)
 
+        self.analyses.append((f"board refresh after bump_version, {tiles} tiles (the last measured)", rebuilt.last))
         kb = f"{size / 1024:.1f}"
         self.out(f"  {tiles:>5}  {'304, ETag current':<36} {not_modified.row()}  {'0':>6}")
         self.out(f"  {'':>5}  {'200 after bump_version (DB rebuild)':<36} {rebuilt.row()}  {kb:>6}")
@@ -525,3 +532,14 @@ class _Run:
         self.out(f"  peak RSS after the board section  {_maxrss_kb() / 1024:>7.1f} MB")
         self.out(f"  tracemalloc peak, board section   {self.traced_peak / 1024 / 1024:>7.2f} MB "
                  "(largest of the traced passes above)")
+
+    def query_section(self) -> None:
+        self.out("")
+        self.out(self.style.MIGRATE_HEADING("Queries: N+1 suspects, duplicates and slow queries (QueryAnalyzer)"))
+        for what, queries in self.analyses:
+            lines = queries.report()
+            self.out(f"  {what}: {lines[0]}")
+            for line in lines[1:]:
+                self.out(f"    {line}")
+        self.out(f"  slow: at least MICBOARD_SLOW_QUERY_MS={settings.MICBOARD_SLOW_QUERY_MS:g} ms; N+1: one query "
+                 "shape run 3 times or more with other parameters; duplicate: same SQL and parameters twice")
