@@ -18,6 +18,7 @@ from the database. A cache can cost speed, never an answer.
 
 from __future__ import annotations
 
+import copy
 import enum
 import functools
 import hashlib
@@ -286,7 +287,7 @@ def _fresh_queryset(queryset: models.QuerySet, pks: list) -> models.QuerySet:
     if related is True:
         fresh = fresh.select_related()
     elif related:
-        fresh.query.select_related = related  # the same nested dict Django built for the original
+        fresh.query.select_related = copy.deepcopy(related)  # the nested dict Django built for the original
     if queryset._prefetch_related_lookups:
         fresh = fresh.prefetch_related(*queryset._prefetch_related_lookups)
     order = models.Case(*(models.When(pk=pk, then=models.Value(i)) for i, pk in enumerate(pks)))
