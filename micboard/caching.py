@@ -192,7 +192,7 @@ def invalidate_cache_on_commit(namespace: str) -> None:
     transaction.on_commit(lambda: invalidate_cache(namespace))
 
 
-def versioned_get(key: str, *, version: str) -> Any:
+def versioned_get(key: str, *, version: str) -> tuple[bool, Any]:
     """Read the slot at ``key``, accepting it only if it was stored for ``version``.
 
     Returns:
