@@ -252,3 +252,46 @@ MICBOARD_BATTERY_REPLACE_BARS = int(env_float("MICBOARD_BATTERY_REPLACE_BARS", 3
 # How long a switched-off pack keeps its last battery (PREV_* states), and a peak stays shown.
 MICBOARD_PREVIOUS_WINDOW = env_float("MICBOARD_PREVIOUS_WINDOW", 30 * 60, minimum=0)
 MICBOARD_PEAK_WINDOW = env_float("MICBOARD_PEAK_WINDOW", 10, minimum=0)
+
+# --- JSON API (Django REST framework, drf-spectacular) -----------------------------------------
+INSTALLED_APPS += ["rest_framework", "rest_framework.authtoken", "drf_spectacular", "drf_spectacular_sidecar"]
+# Requests per user (session or token) and per anonymous client address, on the default cache
+# (Redis or the file cache, shared by every web process). "N/second|minute|hour|day".
+MICBOARD_API_USER_RATE = os.environ.get("MICBOARD_API_USER_RATE", "1200/minute")
+MICBOARD_API_ANON_RATE = os.environ.get("MICBOARD_API_ANON_RATE", "60/minute")
+REST_FRAMEWORK = {
+    # Token first: an anonymous request gets 401 with "WWW-Authenticate: Token". Session auth enforces CSRF.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["web.api.permissions.RolePermission"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.UserRateThrottle",
+        "rest_framework.throttling.AnonRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {"user": MICBOARD_API_USER_RATE, "anon": MICBOARD_API_ANON_RATE},
+    "DEFAULT_PAGINATION_CLASS": "web.api.pagination.Pagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "web.api.exceptions.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "micboard API",
+    "DESCRIPTION": "Receivers, packs, performers, locations, link health and the board of micboard.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["web.api.permissions.ViewerPermission"],
+    "SWAGGER_UI_DIST": "SIDECAR",  # assets from static/ (drf-spectacular-sidecar), never a CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"validatorUrl": None},
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ChannelStatusEnum": "micboard.status.ChannelStatus",
+        "ConnectionStatusEnum": "micboard.models.RealTimeConnection.Status",
+    },
+}
