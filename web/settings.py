@@ -254,7 +254,11 @@ MICBOARD_PREVIOUS_WINDOW = env_float("MICBOARD_PREVIOUS_WINDOW", 30 * 60, minimu
 MICBOARD_PEAK_WINDOW = env_float("MICBOARD_PEAK_WINDOW", 10, minimum=0)
 
 # --- JSON API (Django REST framework, drf-spectacular) -----------------------------------------
-INSTALLED_APPS += ["rest_framework", "rest_framework.authtoken", "drf_spectacular", "drf_spectacular_sidecar"]
+# Before micboard: the token permissions exist when micboard's post_migrate applies the roles (admins manage tokens).
+_micboard_app = INSTALLED_APPS.index("micboard.apps.MicboardConfig")
+INSTALLED_APPS[_micboard_app:_micboard_app] = [
+    "rest_framework", "rest_framework.authtoken", "drf_spectacular", "drf_spectacular_sidecar",
+]
 # Requests per user (session or token) and per anonymous client address, on the default cache
 # (Redis or the file cache, shared by every web process). "N/second|minute|hour|day".
 MICBOARD_API_USER_RATE = os.environ.get("MICBOARD_API_USER_RATE", "1200/minute")
@@ -267,8 +271,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["web.api.permissions.RolePermission"],
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.UserRateThrottle",
-        "rest_framework.throttling.AnonRateThrottle",
+        "web.api.throttling.UserThrottle",
+        "web.api.throttling.AnonThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {"user": MICBOARD_API_USER_RATE, "anon": MICBOARD_API_ANON_RATE},
     "DEFAULT_PAGINATION_CLASS": "web.api.pagination.Pagination",

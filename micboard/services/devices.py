@@ -19,6 +19,7 @@ from micboard.exceptions import (
     ChannelRemovalError,
     ConfigurationError,
     DeviceNotFoundError,
+    DeviceOfflineError,
     InvalidReadingError,
 )
 from micboard.models import (
@@ -574,3 +575,21 @@ class DeviceService:
         return DeviceService.transmitters_for_listing().filter(
             present=True, battery_bars__lte=threshold, channel__receiver__active=True
         )
+
+    @staticmethod
+    def sync_device_status(*, receiver: Receiver) -> int:
+        """Ask for a fresh reading of a receiver: it is polled in the next cycle, skipping any back-off.
+
+        Nothing is contacted here: the poller reads the device, and its answer updates the receiver
+        (and the board) as any poll does.
+
+        Args:
+            receiver: a monitored receiver.
+        Returns:
+            1 (the number of receivers marked for polling).
+        Raises:
+            DeviceOfflineError: monitoring of the receiver is switched off, so it is not polled.
+        """
+        if not receiver.active:
+            raise DeviceOfflineError(f"Monitoring of {receiver.name} is switched off: it is not polled")
+        return DeviceService.request_poll(receivers=[receiver])

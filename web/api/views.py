@@ -10,6 +10,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.filters import OrderingFilter
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -63,6 +64,13 @@ class ApiMixin:
     def check_throttles(self, request) -> None:
         """Done in check_permissions (so each request counts once)."""
 
+    def handle_exception(self, exc):
+        """Errors answer in JSON, even from the schema (YAML) and the docs page (HTML)."""
+        if not isinstance(getattr(self.request, "accepted_renderer", None), JSONRenderer):
+            self.request.accepted_renderer = JSONRenderer()
+            self.request.accepted_media_type = JSONRenderer.media_type
+        return super().handle_exception(exc)
+
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
         response[API_VERSION_HEADER] = API_VERSION
@@ -107,14 +115,21 @@ class ReceiverViewSet(ReadViewSet):
         """Receivers with a pack at or below ``threshold`` bars."""
         return self._listing(DeviceService.get_low_battery_receivers(threshold=threshold_param(request)))
 
-    @extend_schema(request=None, responses={202: SyncStatusSerializer, 404: OpenApiResponse(), **ERROR_RESPONSES})
+    @extend_schema(
+        request=None,
+        responses={202: SyncStatusSerializer, 404: OpenApiResponse(),
+                   503: OpenApiResponse(description="Monitoring is off"),
+                   **ERROR_RESPONSES},
+    )
     @action(detail=True, methods=["post"])
     def sync_status(self, request, pk=None):
-        """Ask for a poll of this receiver in the next cycle (skipping its back-off); nothing is contacted here."""
+        """Ask for a poll of this receiver in the next cycle (skipping its back-off); nothing is contacted here.
+
+        503 when monitoring of the receiver is switched off (it is not polled).
+        """
         receiver = self.get_object()
-        requested = bool(DeviceService.request_poll(receivers=[receiver]))
-        message = "polled in the next cycle" if receiver.active else "monitoring is switched off: not polled"
-        body = {"receiver": receiver.pk, "poll_requested": requested and receiver.active, "message": message}
+        DeviceService.sync_device_status(receiver=receiver)
+        body = {"receiver": receiver.pk, "poll_requested": True, "message": "polled in the next cycle"}
         return Response(SyncStatusSerializer(body).data, status=status.HTTP_202_ACCEPTED)
 
     def _listing(self, queryset):
