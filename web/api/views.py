@@ -40,13 +40,9 @@ from web.api.serializers import (
     TransmitterSerializer,
 )
 
-ERROR_RESPONSES = {
-    401: OpenApiResponse(description='Not signed in: {"error": {"code", "message", "fields"}}'),
-    403: OpenApiResponse(description="No role, or a role that may not do this"),
-    429: OpenApiResponse(description="Too many requests; see Retry-After"),
-}
 THRESHOLD = OpenApiParameter(
-    "threshold", OpenApiTypes.INT, description="Battery bars (0-5); default 2", required=False
+    "threshold", {"type": "integer", "minimum": 0, "maximum": 5}, description="Battery bars (0-5); default 2",
+    required=False,
 )
 
 
@@ -92,7 +88,7 @@ class ReadViewSet(ApiMixin, viewsets.ReadOnlyModelViewSet):
     filter_backends = [ReceiverFilterBackend, OrderingFilter]
 
 
-@extend_schema_view(list=extend_schema(responses={200: ReceiverSerializer(many=True), **ERROR_RESPONSES}))
+@extend_schema_view(list=extend_schema(responses={200: ReceiverSerializer(many=True)}))
 class ReceiverViewSet(ReadViewSet):
     """Receivers with their channels, link and location."""
 
@@ -103,13 +99,13 @@ class ReceiverViewSet(ReadViewSet):
     def get_queryset(self):
         return DeviceService.receivers_for_listing()
 
-    @extend_schema(responses={200: ReceiverSerializer(many=True), **ERROR_RESPONSES})
+    @extend_schema(responses={200: ReceiverSerializer(many=True)})
     @action(detail=False)
     def online(self, request):
         """Monitored receivers that answer their polls."""
         return self._listing(DeviceService.get_online_receivers())
 
-    @extend_schema(parameters=[THRESHOLD], responses={200: ReceiverSerializer(many=True), **ERROR_RESPONSES})
+    @extend_schema(parameters=[THRESHOLD], responses={200: ReceiverSerializer(many=True)})
     @action(detail=False)
     def low_battery(self, request):
         """Receivers with a pack at or below ``threshold`` bars."""
@@ -117,9 +113,7 @@ class ReceiverViewSet(ReadViewSet):
 
     @extend_schema(
         request=None,
-        responses={202: SyncStatusSerializer, 404: OpenApiResponse(),
-                   503: OpenApiResponse(description="Monitoring is off"),
-                   **ERROR_RESPONSES},
+        responses={202: SyncStatusSerializer},
     )
     @action(detail=True, methods=["post"])
     def sync_status(self, request, pk=None):
@@ -149,7 +143,7 @@ class TransmitterViewSet(ReadViewSet):
     def get_queryset(self):
         return DeviceService.transmitters_for_listing()
 
-    @extend_schema(parameters=[THRESHOLD], responses={200: TransmitterSerializer(many=True), **ERROR_RESPONSES})
+    @extend_schema(parameters=[THRESHOLD], responses={200: TransmitterSerializer(many=True)})
     @action(detail=False)
     def low_battery(self, request):
         """Packs switched on at or below ``threshold`` bars (default 2)."""
@@ -225,7 +219,7 @@ class LocationViewSet(ApiMixin, viewsets.ModelViewSet):
     def perform_destroy(self, instance):
         LocationService.delete_location(location=instance)
 
-    @extend_schema(request=MoveReceiversSerializer, responses={200: LocationSerializer, **ERROR_RESPONSES})
+    @extend_schema(request=MoveReceiversSerializer, responses={200: LocationSerializer})
     @action(detail=True, methods=["post"])
     def receivers(self, request, pk=None):
         """Move receivers (by id) to this location, all or none."""
@@ -251,7 +245,7 @@ class ConnectionViewSet(ApiMixin, mixins.ListModelMixin, mixins.RetrieveModelMix
 
         return RealTimeConnection.objects.select_related("receiver")
 
-    @extend_schema(responses={200: ConnectionSerializer(many=True), **ERROR_RESPONSES})
+    @extend_schema(responses={200: ConnectionSerializer(many=True)})
     @action(detail=False)
     def unhealthy(self, request):
         """Links of monitored receivers that are offline or whose last poll failed."""
@@ -259,7 +253,7 @@ class ConnectionViewSet(ApiMixin, mixins.ListModelMixin, mixins.RetrieveModelMix
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
-    @extend_schema(request=None, responses={200: HeartbeatSerializer, **ERROR_RESPONSES})
+    @extend_schema(request=None, responses={200: HeartbeatSerializer})
     @action(detail=True, methods=["post"])
     def heartbeat(self, request, pk=None):
         """Judge the link from the poller's records; a link that is not healthy is polled in the next cycle."""
@@ -285,8 +279,7 @@ class BoardView(ApiMixin, APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("group", OpenApiTypes.STR, description="Group slug; empty for every channel")],
-        responses={200: BoardSerializer, 304: OpenApiResponse(description="Not modified"), 404: OpenApiResponse(),
-                   **ERROR_RESPONSES},
+        responses={200: BoardSerializer, 304: OpenApiResponse(description="Not modified (If-None-Match)")},
     )
     def get(self, request):
         group = request.query_params.get("group", "")
