@@ -472,3 +472,17 @@ def test_schema_and_docs_are_served_locally_to_viewers(rig):
     script = client.get("/api/docs/?script=")
     assert script.status_code == 200 and "/api/schema/" in script.content.decode()
     assert Client().get("/api/docs/").status_code == 401
+
+
+def test_schema_validates(tmp_path):
+    from django.core.management import call_command
+
+    out = tmp_path / "schema.yml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
+    text = out.read_text()
+    assert "/api/board/:" in text and "ErrorDetail" in text
+
+
+def test_heartbeat_of_a_healthy_link_asks_for_nothing(rig):
+    beat = api(client_for("operator", token=True), "post", f"/api/connections/{rig.connection.pk}/heartbeat/").json()
+    assert beat == {"receiver": "Band Rack", "healthy": True, "message": "answering, 3 ms", "poll_requested": False}
