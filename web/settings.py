@@ -275,6 +275,9 @@ REST_FRAMEWORK = {
         "web.api.throttling.AnonThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {"user": MICBOARD_API_USER_RATE, "anon": MICBOARD_API_ANON_RATE},
+    # Proxies in front of micboard whose X-Forwarded-For to trust for the anonymous throttle; 0: the peer's
+    # address only, so a client cannot dodge its limit by sending a made-up X-Forwarded-For.
+    "NUM_PROXIES": int(env_float("MICBOARD_API_NUM_PROXIES", 0, minimum=0)),
     "DEFAULT_PAGINATION_CLASS": "web.api.pagination.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
