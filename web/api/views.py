@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from micboard.exceptions import CoordinationError
-from micboard.models import Assignment, Location
+from micboard.models import Assignment, Location, RealTimeConnection
 from micboard.services import (
     AssignmentService,
     BoardService,
@@ -241,8 +241,6 @@ class ConnectionViewSet(ApiMixin, mixins.ListModelMixin, mixins.RetrieveModelMix
     ordering = ["receiver__name", "id"]
 
     def get_queryset(self):
-        from micboard.models import RealTimeConnection
-
         return RealTimeConnection.objects.select_related("receiver")
 
     @extend_schema(responses={200: ConnectionSerializer(many=True)})
