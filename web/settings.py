@@ -254,3 +254,53 @@ MICBOARD_PREVIOUS_WINDOW = env_float("MICBOARD_PREVIOUS_WINDOW", 30 * 60, minimu
 MICBOARD_PEAK_WINDOW = env_float("MICBOARD_PEAK_WINDOW", 10, minimum=0)
 # A query at least this long is flagged as slow by micboard.query_optimization.QueryAnalyzer (tests, make bench).
 MICBOARD_SLOW_QUERY_MS = env_float("MICBOARD_SLOW_QUERY_MS", 100.0, minimum=1.0)
+
+# --- JSON API (Django REST framework, drf-spectacular) -----------------------------------------
+# Before micboard: the token permissions exist when micboard's post_migrate applies the roles (admins manage tokens).
+_micboard_app = INSTALLED_APPS.index("micboard.apps.MicboardConfig")
+INSTALLED_APPS[_micboard_app:_micboard_app] = [
+    "rest_framework", "rest_framework.authtoken", "drf_spectacular", "drf_spectacular_sidecar",
+]
+# Requests per user (session or token) and per anonymous client address, on the default cache
+# (Redis or the file cache, shared by every web process). "N/second|minute|hour|day".
+MICBOARD_API_USER_RATE = os.environ.get("MICBOARD_API_USER_RATE", "1200/minute")
+MICBOARD_API_ANON_RATE = os.environ.get("MICBOARD_API_ANON_RATE", "60/minute")
+REST_FRAMEWORK = {
+    # Token first: an anonymous request gets 401 with "WWW-Authenticate: Token". Session auth enforces CSRF.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["web.api.permissions.RolePermission"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "web.api.throttling.UserThrottle",
+        "web.api.throttling.AnonThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {"user": MICBOARD_API_USER_RATE, "anon": MICBOARD_API_ANON_RATE},
+    # Proxies in front of micboard whose X-Forwarded-For to trust for the anonymous throttle; 0: the peer's
+    # address only, so a client cannot dodge its limit by sending a made-up X-Forwarded-For.
+    "NUM_PROXIES": int(env_float("MICBOARD_API_NUM_PROXIES", 0, minimum=0)),
+    "DEFAULT_PAGINATION_CLASS": "web.api.pagination.Pagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "web.api.schema.ApiSchema",
+    "EXCEPTION_HANDLER": "web.api.exceptions.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "micboard API",
+    "DESCRIPTION": "Receivers, packs, performers, locations, link health and the board of micboard.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["web.api.permissions.ViewerPermission"],
+    "SWAGGER_UI_DIST": "SIDECAR",  # assets from static/ (drf-spectacular-sidecar), never a CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"validatorUrl": None},
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ChannelStatusEnum": "micboard.status.ChannelStatus",
+        "ConnectionStatusEnum": "micboard.models.RealTimeConnection.Status",
+    },
+}

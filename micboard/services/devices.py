@@ -19,6 +19,7 @@ from micboard.exceptions import (
     ChannelRemovalError,
     ConfigurationError,
     DeviceNotFoundError,
+    DeviceOfflineError,
     InvalidReadingError,
 )
 from micboard.models import (
@@ -511,3 +512,85 @@ class DeviceService:
                 changed.append(channel)
         save_changes((channel, {"status", "status_changed_at"}) for channel in changed)
         return bool(changed)
+
+    # --- read side used by the JSON API -------------------------------------------------------------
+
+    @staticmethod
+    def get_active_receivers() -> QuerySet[Receiver]:
+        """Receivers micboard monitors (polls), with what a listing shows loaded.
+
+        Returns:
+            A queryset of active receivers with manufacturer, location, connection and channels
+            (with their packs and performers) fetched in a constant number of queries.
+        """
+        return DeviceService.receivers_for_listing().filter(active=True)
+
+    @staticmethod
+    def get_online_receivers() -> QuerySet[Receiver]:
+        """Monitored receivers whose last polls answered.
+
+        Returns:
+            A queryset like ``get_active_receivers()``, online ones only.
+        """
+        return DeviceService.receivers_for_listing().online()
+
+    @staticmethod
+    def get_low_battery_receivers(*, threshold: int = 2) -> QuerySet[Receiver]:
+        """Receivers with a pack switched on whose battery is at most ``threshold`` bars.
+
+        Args:
+            threshold: bars (0-5).
+        Returns:
+            A queryset like ``get_active_receivers()``.
+        Raises:
+            InvalidReadingError: ``threshold`` is not a number of bars from 0 to 5.
+        """
+        if isinstance(threshold, bool) or not isinstance(threshold, int) or not 0 <= threshold <= 5:
+            raise InvalidReadingError(f"A battery threshold is 0 to 5 bars, not {threshold!r}")
+        return DeviceService.receivers_for_listing().with_low_battery(threshold=threshold)
+
+    @staticmethod
+    def receivers_for_listing() -> QuerySet[Receiver]:
+        """Every receiver, with what an API listing shows loaded in a constant number of queries."""
+        channels = Channel.objects.select_related("transmitter", "assignment__performer").order_by("number")
+        return Receiver.objects.select_related("manufacturer", "location", "connection").prefetch_related(
+            models.Prefetch("channels", queryset=channels)
+        )
+
+    @staticmethod
+    def transmitters_for_listing() -> QuerySet[Transmitter]:
+        """Every pack (one per channel), with its channel, receiver and performer loaded."""
+        return Transmitter.objects.select_related(
+            "channel__receiver__manufacturer", "channel__receiver__location", "channel__assignment__performer"
+        )
+
+    @staticmethod
+    def get_low_battery_transmitters(*, threshold: int = 2) -> QuerySet[Transmitter]:
+        """Packs switched on whose battery is at most ``threshold`` bars, on monitored receivers.
+
+        Raises:
+            InvalidReadingError: ``threshold`` is not a number of bars from 0 to 5.
+        """
+        if isinstance(threshold, bool) or not isinstance(threshold, int) or not 0 <= threshold <= 5:
+            raise InvalidReadingError(f"A battery threshold is 0 to 5 bars, not {threshold!r}")
+        return DeviceService.transmitters_for_listing().filter(
+            present=True, battery_bars__lte=threshold, channel__receiver__active=True
+        )
+
+    @staticmethod
+    def sync_device_status(*, receiver: Receiver) -> int:
+        """Ask for a fresh reading of a receiver: it is polled in the next cycle, skipping any back-off.
+
+        Nothing is contacted here: the poller reads the device, and its answer updates the receiver
+        (and the board) as any poll does.
+
+        Args:
+            receiver: a monitored receiver.
+        Returns:
+            1 (the number of receivers marked for polling).
+        Raises:
+            DeviceOfflineError: monitoring of the receiver is switched off, so it is not polled.
+        """
+        if not receiver.active:
+            raise DeviceOfflineError(f"Monitoring of {receiver.name} is switched off: it is not polled")
+        return DeviceService.request_poll(receivers=[receiver])

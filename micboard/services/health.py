@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from micboard.models import RealTimeConnection
@@ -110,3 +110,36 @@ class ConnectionHealthService:
         return RealTimeConnection.objects.filter(pk__in=ids).update(
             consecutive_failures=0, next_attempt_at=None, last_error="", status=Status.UNKNOWN
         )
+
+    @staticmethod
+    def get_unhealthy_connections() -> QuerySet[RealTimeConnection]:
+        """Links of monitored receivers that are offline or whose last poll failed.
+
+        Returns:
+            A queryset of connections (with their receivers), worst first.
+        """
+        return (
+            RealTimeConnection.objects.select_related("receiver")
+            .filter(receiver__active=True)
+            .filter(Q(receiver__online=False) | Q(consecutive_failures__gt=0))
+            .order_by("-consecutive_failures", "receiver__name")
+        )
+
+    @staticmethod
+    def update_heartbeat(*, connection: RealTimeConnection, now: datetime | None = None) -> HealthReport:
+        """A client asks whether a link is alive: judge it, and ask for a poll now when it is not.
+
+        Nothing is contacted here and nothing is marked as heard: the link is judged from what the
+        poller recorded (``check_health``). A link that is not healthy loses its back-off so the next
+        poll cycle tries the receiver at once; the answer of that poll updates the link.
+
+        Args:
+            connection: the link (its receiver is read).
+        Returns:
+            The link's health as recorded now.
+        """
+        report = ConnectionHealthService.check_health(connections=[connection], now=now)[0]
+        if not report.healthy and connection.receiver.active:
+            RealTimeConnection.objects.filter(pk=connection.pk).update(next_attempt_at=None)
+            connection.next_attempt_at = None
+        return report

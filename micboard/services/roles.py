@@ -37,6 +37,11 @@ VIEWER_PERMISSIONS: tuple[str, ...] = ()
 # joins here when its model exists).
 OPERATOR_MODELS = ("assignment", "performer", "group", "groupslot", "scene", "sceneassignment")
 OPERATOR_PERMISSIONS: tuple[str, ...] = ("view_kiosklink", "add_kiosklink")
+# Admin: every micboard permission, plus creating and revoking API tokens in the admin
+# (rest_framework.authtoken's admin lists tokens through its TokenProxy model).
+ADMIN_OTHER_APPS: dict[str, tuple[str, ...]] = {
+    "authtoken": tuple(f"{a}_{m}" for m in ("token", "tokenproxy") for a in ("add", "change", "delete", "view")),
+}
 
 
 def role_codenames(role: str, available: Iterable[str]) -> set[str]:
@@ -79,7 +84,11 @@ class RoleService:
         for role in ROLES:
             group, _ = group_model.objects.get_or_create(name=role)
             codenames = role_codenames(role, perms)
-            group.permissions.set([perms[c] for c in sorted(codenames)])
+            granted = [perms[c] for c in sorted(codenames)]
+            if role == ADMIN:
+                for app_label, others in ADMIN_OTHER_APPS.items():
+                    granted += permission_model.objects.filter(content_type__app_label=app_label, codename__in=others)
+            group.permissions.set(granted)
             held[role] = len(codenames)
         return held
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 
-from micboard.exceptions import AssignmentConflictError, ConfigurationError, DiscoveryError
+from micboard.exceptions import AssignmentConflictError, ConfigurationError, DeviceNotFoundError, DiscoveryError
 from micboard.models import (
     Assignment,
     Channel,
@@ -298,6 +298,81 @@ class AssignmentService:
         return Assignment.objects.filter(pk__in=ids).exclude(alerts_enabled=enabled).update(alerts_enabled=enabled)
 
 
+    @staticmethod
+    @transaction.atomic
+    def create_assignment(
+        *,
+        channel: Channel,
+        performer: str,
+        alerts_enabled: bool = True,
+        priority: int = Assignment.Priority.NORMAL,
+        notes: str = "",
+    ) -> Assignment:
+        """Put a performer (by name; reused ignoring case, created when new) on a free channel.
+
+        Raises:
+            ConfigurationError: the name is empty or too long.
+            AssignmentConflictError: someone is already on the channel (nothing is changed).
+        """
+        person = performer_named(clean_performer_name(performer))
+        assignment = AssignmentService.assign(
+            channel=channel, performer=person, alerts_enabled=alerts_enabled, priority=priority
+        )
+        if assignment.notes != notes:
+            assignment.notes = notes
+            assignment.save(update_fields=["notes", "updated_at"])
+        return assignment
+
+    @staticmethod
+    @transaction.atomic
+    def update_assignment(
+        *,
+        assignment: Assignment,
+        channel: Channel | None = None,
+        performer: str | None = None,
+        alerts_enabled: bool | None = None,
+        priority: int | None = None,
+        notes: str | None = None,
+    ) -> Assignment:
+        """Change an assignment; arguments left as None keep their value.
+
+        Args:
+            channel: move the performer to this channel (it must be free).
+            performer: the new performer's name (reused ignoring case, created when new).
+        Raises:
+            ConfigurationError: the name is empty or too long.
+            AssignmentConflictError: the target channel is taken (nothing is changed).
+        """
+        locked = Assignment.objects.select_for_update().get(pk=assignment.pk)
+        if channel is not None and channel.pk != locked.channel_id:
+            taken = Assignment.objects.filter(channel=channel).select_related("performer").first()
+            if taken is not None:
+                raise AssignmentConflictError(f"{channel} is already assigned to {taken.performer}")
+            locked.channel = channel
+        if performer is not None:
+            locked.performer = performer_named(clean_performer_name(performer))
+        if alerts_enabled is not None:
+            locked.alerts_enabled = alerts_enabled
+        if priority is not None:
+            locked.priority = priority
+        if notes is not None:
+            locked.notes = notes
+        try:
+            with transaction.atomic():
+                locked.save()
+        except IntegrityError as exc:  # the target channel was taken meanwhile
+            raise AssignmentConflictError(f"{locked.channel} was assigned meanwhile") from exc
+        BoardService.bump_version_on_commit()
+        return locked
+
+    @staticmethod
+    @transaction.atomic
+    def delete_assignment(*, assignment: Assignment) -> None:
+        """Take the performer off the channel (the performer stays on file)."""
+        Assignment.objects.filter(pk=assignment.pk).delete()
+        BoardService.bump_version_on_commit()
+
+
 class LocationService:
     @staticmethod
     def get_or_create_location(*, name: str) -> Location:
@@ -319,6 +394,50 @@ class LocationService:
     def move_receivers(*, receivers: QuerySet[Receiver] | Iterable[Receiver], location: Location | None) -> int:
         ids = [r.pk for r in receivers]
         return Receiver.objects.filter(pk__in=ids).update(location=location)
+
+
+    @staticmethod
+    @transaction.atomic
+    def update_location(*, location: Location, name: str | None = None, description: str | None = None) -> Location:
+        """Rename or describe a location; None keeps a value.
+
+        Raises:
+            ConfigurationError: the name is empty or another location has it.
+        """
+        if name is not None:
+            name = name.strip()
+            if not name:
+                raise ConfigurationError("A location needs a name")
+            if Location.objects.filter(name__iexact=name).exclude(pk=location.pk).exists():
+                raise ConfigurationError(f"Location {name!r} exists already")
+            location.name = name
+        if description is not None:
+            location.description = description
+        location.save()
+        return location
+
+    @staticmethod
+    @transaction.atomic
+    def delete_location(*, location: Location) -> int:
+        """Delete a location; its receivers stay, without a location. Returns how many were in it."""
+        count = location.receivers.count()
+        location.delete()
+        return count
+
+    @staticmethod
+    @transaction.atomic
+    def move_receivers_by_id(*, receiver_ids: Sequence[int], location: Location | None) -> int:
+        """Move receivers (by id) to a location, all or none.
+
+        Raises:
+            DeviceNotFoundError: an id names no receiver (nothing is moved).
+        """
+        ids = set(receiver_ids)
+        found = set(Receiver.objects.filter(pk__in=ids).values_list("pk", flat=True))
+        missing = sorted(ids - found)
+        if missing:
+            raise DeviceNotFoundError(f"No receiver with id {', '.join(map(str, missing))}")
+        return LocationService.move_receivers(receivers=Receiver.objects.filter(pk__in=ids), location=location)
 
 
 class GroupService:
