@@ -70,8 +70,10 @@ class QueryOptimizer:
         select=("manufacturer", "location", "connection"),
         prefetch=("channels__transmitter", "channels__assignment__performer"),
     )
-    TRANSMITTER_API = Relations(select=("channel", "channel__receiver"))
-    ASSIGNMENT_API = Relations(select=("performer", "channel", "channel__receiver", "responsible"))
+    TRANSMITTER_API = Relations(
+        select=("channel__receiver__manufacturer", "channel__receiver__location", "channel__assignment__performer")
+    )
+    ASSIGNMENT_API = Relations(select=("performer", "channel__receiver", "responsible"))
     CONNECTION_API = Relations(select=("receiver",))
 
     @staticmethod

@@ -34,7 +34,7 @@ from micboard.models import (
     Transmitter,
     next_board_position,
 )
-from micboard.query_optimization import bulk_create
+from micboard.query_optimization import QueryOptimizer, bulk_create
 from micboard.services.board import BoardService
 from micboard.services.health import ConnectionHealthService
 from micboard.status import compute_status
@@ -552,17 +552,12 @@ class DeviceService:
     @staticmethod
     def receivers_for_listing() -> QuerySet[Receiver]:
         """Every receiver, with what an API listing shows loaded in a constant number of queries."""
-        channels = Channel.objects.select_related("transmitter", "assignment__performer").order_by("number")
-        return Receiver.objects.select_related("manufacturer", "location", "connection").prefetch_related(
-            models.Prefetch("channels", queryset=channels)
-        )
+        return QueryOptimizer.receivers_for_api()
 
     @staticmethod
     def transmitters_for_listing() -> QuerySet[Transmitter]:
         """Every pack (one per channel), with its channel, receiver and performer loaded."""
-        return Transmitter.objects.select_related(
-            "channel__receiver__manufacturer", "channel__receiver__location", "channel__assignment__performer"
-        )
+        return QueryOptimizer.transmitters_for_api()
 
     @staticmethod
     def get_low_battery_transmitters(*, threshold: int = 2) -> QuerySet[Transmitter]:

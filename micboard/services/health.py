@@ -11,6 +11,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from micboard.models import RealTimeConnection
+from micboard.query_optimization import QueryOptimizer
 
 Status = RealTimeConnection.Status
 
@@ -119,7 +120,7 @@ class ConnectionHealthService:
             A queryset of connections (with their receivers), worst first.
         """
         return (
-            RealTimeConnection.objects.select_related("receiver")
+            QueryOptimizer.connections_for_api()
             .filter(receiver__active=True)
             .filter(Q(receiver__online=False) | Q(consecutive_failures__gt=0))
             .order_by("-consecutive_failures", "receiver__name")

@@ -15,7 +15,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from micboard.exceptions import CoordinationError
-from micboard.models import Assignment, Location, RealTimeConnection
+from micboard.models import Assignment, Location
+from micboard.query_optimization import QueryOptimizer
 from micboard.services import (
     AssignmentService,
     BoardService,
@@ -165,7 +166,7 @@ class AssignmentViewSet(ApiMixin, viewsets.ModelViewSet):
     ordering = ["-priority", "performer__name", "id"]
 
     def get_queryset(self):
-        return Assignment.objects.select_related("performer", "channel__receiver")
+        return QueryOptimizer.assignments_for_api()
 
     def perform_create(self, serializer):
         data = serializer.validated_data
@@ -241,7 +242,7 @@ class ConnectionViewSet(ApiMixin, mixins.ListModelMixin, mixins.RetrieveModelMix
     ordering = ["receiver__name", "id"]
 
     def get_queryset(self):
-        return RealTimeConnection.objects.select_related("receiver")
+        return QueryOptimizer.connections_for_api()
 
     @extend_schema(responses={200: ConnectionSerializer(many=True)})
     @action(detail=False)
