@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -102,6 +104,32 @@ class ConnectionHealthService:
                 latency = f", {conn.last_latency_ms:.0f} ms" if conn.last_latency_ms is not None else ""
                 reports.append(HealthReport(name, True, f"answering{latency}"))
         return reports
+
+    @staticmethod
+    def health_summary(*, version: str = "", max_age: float = 5.0) -> tuple[int, int]:
+        """(unhealthy, total) of the monitored receivers' links, kept in the cache per board version.
+
+        Judged by check_health from what the poller recorded: one query, never a device, at most
+        once per board ``version`` and ``max_age`` seconds (a link can turn stale without the board
+        changing). Cheap enough for every response (the middleware's ``X-Micboard-Receivers`` header).
+
+        Returns:
+            How many monitored receivers' links are unhealthy, and how many are monitored.
+        """
+        key = "micboard:health:summary"  # one entry, replaced as the version moves on
+        cached = cache.get(key)
+        if (
+            isinstance(cached, tuple)
+            and len(cached) == 4
+            and cached[0] == version
+            and time.time() - cached[1] < max_age
+        ):
+            return cached[2], cached[3]
+        connections = RealTimeConnection.objects.filter(receiver__active=True).select_related("receiver")
+        reports = ConnectionHealthService.check_health(connections=connections)
+        unhealthy, total = sum(1 for r in reports if not r.healthy), len(reports)
+        cache.set(key, (version, time.time(), unhealthy, total), max(1, int(max_age) + 1))
+        return unhealthy, total
 
     @staticmethod
     def reset(*, connections: QuerySet[RealTimeConnection] | Iterable[RealTimeConnection]) -> int:
