@@ -34,7 +34,7 @@ from django.utils import timezone
 from huey import crontab
 from huey.contrib.djhuey import HUEY, db_periodic_task, db_task
 
-from micboard import coordination
+from micboard import coordination, metrics
 from micboard.drivers import get_driver
 from micboard.exceptions import CoordinationError, MicboardError
 from micboard.services import BoardService, DeviceService, PollOutcome, PollTarget
@@ -69,11 +69,14 @@ async def _poll_one(target: PollTarget, *, timeout: float, meter_rate_ms: int) -
             timeout + 2,
         )
     except MicboardError as exc:  # DriverError, or ConfigurationError for an unknown driver
+        metrics.count(f"driver_errors:{exc.__class__.__name__}")
         return PollOutcome(target.receiver_id, error=str(exc))
     except TimeoutError:
+        metrics.count("driver_errors:timeout")
         return PollOutcome(target.receiver_id, error=f"{target.host}:{target.port} did not finish within {timeout} s")
     except Exception:  # a driver bug must not cost the other receivers their readings
         logger.exception("driver %s failed on %s:%s", target.driver, target.host, target.port)
+        metrics.count("driver_errors:internal")
         return PollOutcome(target.receiver_id, error="internal driver error (see the poller's log)")
     return PollOutcome(target.receiver_id, reading=reading)
 
@@ -107,6 +110,12 @@ def _poll_in_background(targets: list[PollTarget], results: queue.SimpleQueue) -
 
 
 def run_poll_cycle() -> CycleSummary:
+    """One poll cycle, timed as ``poll.cycle`` in the service metrics (see _run_poll_cycle)."""
+    with metrics.PerformanceMonitor("poll.cycle"):
+        return _run_poll_cycle()
+
+
+def _run_poll_cycle() -> CycleSummary:
     """One poll cycle: poll due receivers concurrently, write what changed, bump the board version.
 
     Each result is written as soon as it arrives (results that arrive together are written together),

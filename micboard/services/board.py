@@ -26,6 +26,7 @@ from django.utils import timezone
 from micboard import coordination
 from micboard.drivers.base import RUNTIME_CALCULATING, RUNTIME_WARNING
 from micboard.exceptions import CoordinationError, DeviceNotFoundError
+from micboard.metrics import track_service_metrics
 from micboard.models import Channel, Group, GroupSlot
 from micboard.status import ChannelStatus
 
@@ -391,6 +392,7 @@ class BoardService:
         return data
 
     @staticmethod
+    @track_service_metrics
     def build(*, group: str, version: str) -> BoardData:
         """Build the board from the database in a constant number of queries."""
         now = datetime.now(UTC)

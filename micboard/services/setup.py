@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 
 from micboard.exceptions import AssignmentConflictError, ConfigurationError, DiscoveryError
+from micboard.metrics import track_service_metrics
 from micboard.models import (
     Assignment,
     Channel,
@@ -149,6 +150,7 @@ class AssignmentService:
     """Who wears which pack."""
 
     @staticmethod
+    @track_service_metrics
     @transaction.atomic
     def assign(
         *,
@@ -194,6 +196,7 @@ class AssignmentService:
         return assignment
 
     @staticmethod
+    @track_service_metrics
     @transaction.atomic
     def unassign(*, channel: Channel, expected: str | None = None) -> bool:
         """Remove whoever is on the channel. Returns True if someone was.
@@ -211,6 +214,7 @@ class AssignmentService:
         return bool(deleted)
 
     @staticmethod
+    @track_service_metrics
     @transaction.atomic
     def reassign(*, channel: Channel, name: str, expected: str) -> Assignment:
         """Put the performer called ``name`` on a channel, or change who is on it.
