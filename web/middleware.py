@@ -70,12 +70,13 @@ class RequestLogMiddleware:
             path = request.path[:200]
             logger.log(
                 level,
-                "%s%s %s %s %.0f ms",
+                "%s%s %s %s %.0f ms id=%s",
                 "slow request " if slow else "",
                 request.method,
                 path,
                 response.status_code,
                 elapsed_ms,
+                rid,
                 extra={
                     "request_id": rid,
                     "micboard": {
