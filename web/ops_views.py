@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CollectorRegistry, generate_latest
@@ -55,9 +56,11 @@ def _heartbeat() -> dict:
     if beat is None:
         return {"known": False, "error": "the poller has not run yet"}
     age = time.time() - beat
+    at = datetime.fromtimestamp(beat, UTC)
     return {
         "known": True,
-        "at": datetime.fromtimestamp(beat, UTC).isoformat(timespec="seconds"),
+        "at": at.isoformat(timespec="seconds"),
+        "text": timezone.localtime(at).strftime("%H:%M:%S"),
         "age": int(age),
         "stale": age > poller_silence_limit(),
     }
