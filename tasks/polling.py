@@ -39,6 +39,7 @@ from micboard.drivers import get_driver
 from micboard.exceptions import CoordinationError, MicboardError
 from micboard.services import BoardService, DeviceService, PollOutcome, PollTarget
 from micboard.services.board import poll_lock_seconds, poller_silence_limit
+from micboard.services.health import ConnectionHealthService
 
 logger = logging.getLogger("tasks.polling")
 
@@ -161,6 +162,10 @@ def _run_poll_cycle() -> CycleSummary:
     if bump_due:
         BoardService.bump_version()
     BoardService.record_heartbeat()
+    try:
+        ConnectionHealthService.publish_summary()  # for the X-Micboard-Receivers header
+    except Exception as exc:  # the cache may be down: the header is advice, the cycle is done
+        logger.warning("receivers' health summary not published: %s", exc.__class__.__name__)
     for outcome in outcomes:
         if outcome.error:
             logger.info("receiver %s: %s", outcome.receiver_id, outcome.error)

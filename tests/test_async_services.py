@@ -20,6 +20,7 @@ from micboard.async_services import (
 )
 from micboard.exceptions import DeviceNotFoundError
 from micboard.services import AssignmentService, BoardService, DeviceService, LocationService, PollOutcome
+from micboard.services.health import ConnectionHealthService
 from tests.factories import make_receiver, make_user, pack_off, pack_on, reading
 from web import ops_views
 
@@ -40,6 +41,7 @@ def rig(transactional_db):
     AssignmentService.assign(channel=band.channels.get(number=1), performer="Priya Nair")
     BoardService.bump_version()
     BoardService.record_heartbeat()
+    ConnectionHealthService.publish_summary()
     metrics.recorder.reset()
     return band, dead
 
@@ -74,7 +76,6 @@ async def test_assignment_location_and_manufacturer_reads(rig):
 @pytest.mark.asyncio
 async def test_connection_health_matches_the_sync_service(rig):
     from micboard.models import RealTimeConnection
-    from micboard.services.health import ConnectionHealthService
 
     reports = await AsyncConnectionHealthService.check_health()
     assert [(r.receiver, r.healthy) for r in reports] == [(HOSTILE, False), ("Band Rack", True)]

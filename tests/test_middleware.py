@@ -8,10 +8,13 @@ import logging
 import re
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from micboard.services import BoardService, DeviceService, PollOutcome
+from micboard.services.health import ConnectionHealthService
 from tests.factories import make_receiver, make_user, pack_on, reading
 from web.log import JsonFormatter, RepeatFilter
 
@@ -194,9 +197,15 @@ def racks():
     good, bad = make_receiver(name="Band Rack"), make_receiver(name="<img src=x onerror=alert(1)>")
     poll(good)
     poll(bad)
+    end_of_cycle()
+    return good, bad
+
+
+def end_of_cycle() -> None:
+    """What the poller does after the readings are stored: new version, heartbeat, health summary."""
     BoardService.bump_version()
     BoardService.record_heartbeat()
-    return good, bad
+    ConnectionHealthService.publish_summary()
 
 
 def test_no_header_and_no_banner_while_every_receiver_answers(operator, racks):
@@ -209,7 +218,7 @@ def test_pages_and_refreshes_say_when_receivers_are_unhealthy(operator, racks):
     _, bad = racks
     poll(bad, error="127.0.0.1:9 refused the connection")
     poll(bad, error="127.0.0.1:9 refused the connection")
-    BoardService.bump_version()
+    end_of_cycle()
     page = operator.get(reverse("board"))
     assert page["X-Micboard-Receivers"] == "1 of 2 unhealthy"
     html = page.content.decode()
@@ -218,27 +227,60 @@ def test_pages_and_refreshes_say_when_receivers_are_unhealthy(operator, racks):
     grid = operator.get(reverse("board-grid"), headers={"HX-Request": "true"})
     assert grid["X-Micboard-Receivers"] == "1 of 2 unhealthy" and "1 receiver not answering" in grid.content.decode()
     assert operator.get(reverse("battery"))["X-Micboard-Receivers"] == "1 of 2 unhealthy"
-    # A refresh of an unchanged board stays a bodiless 304 with no SQL: no header there.
+    # A refresh of an unchanged board stays a bodiless 304: no header there.
     assert "X-Micboard-Receivers" not in operator.get(
         reverse("board-grid"), headers={"HX-Request": "true", "If-None-Match": grid["ETag"]}
     )
 
 
 def test_a_failing_link_shows_in_the_header_before_the_receiver_goes_offline(operator, racks):
-    """One failed poll: the tile is unchanged (no version bump) but the link is already unhealthy."""
+    """One failed poll: the tiles are unchanged (no banner) but the link is already unhealthy."""
     _, bad = racks
-    operator.get(reverse("board"))  # the summary is cached for this version ...
     poll(bad, error="timeout")
-    from django.core.cache import cache
+    ConnectionHealthService.publish_summary()
+    page = operator.get(reverse("board"))
+    assert page["X-Micboard-Receivers"] == "1 of 2 unhealthy" and "not answering" not in page.content.decode()
 
-    cache.delete("micboard:health:summary")  # ... for a few seconds; its expiry is what this skips
-    assert operator.get(reverse("board"))["X-Micboard-Receivers"] == "1 of 2 unhealthy"
+
+def test_reading_the_health_signal_costs_no_query(operator, racks):
+    _, bad = racks
+    poll(bad, error="timeout")
+    ConnectionHealthService.publish_summary()
+    operator.get(reverse("board"))  # warm the session and the board
+    with CaptureQueriesContext(connection) as ctx:
+        response = operator.get(reverse("board"))
+    assert response["X-Micboard-Receivers"] == "1 of 2 unhealthy"
+    assert not [q for q in ctx.captured_queries if "micboard_realtimeconnection" in q["sql"]]
+
+
+def test_a_poller_that_stopped_publishing_leaves_every_link_unhealthy(operator, racks, settings):
+    import time
+
+    assert ConnectionHealthService.health_summary() == (0, 2)
+    later = time.time() + 3 * settings.MICBOARD_POLL_INTERVAL + settings.MICBOARD_POLL_TIMEOUT + 1
+    assert ConnectionHealthService.health_summary(now=later) == (2, 2)  # as check_health would judge them
+
+
+def test_a_poll_cycle_publishes_the_summary(operator, settings):
+    from tasks.polling import run_poll_cycle
+    from tests.factories import use_fast_polls
+
+    use_fast_polls(settings)
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    make_receiver(name="Dead Rack", port=dead)
+    assert "X-Micboard-Receivers" not in operator.get(reverse("board"))  # nothing published yet
+    run_poll_cycle()
+    assert operator.get(reverse("board"))["X-Micboard-Receivers"] == "1 of 1 unhealthy"
 
 
 def test_strangers_learn_no_receiver_counts(client, racks):
     _, bad = racks
     poll(bad, error="timeout")
     poll(bad, error="timeout")
-    BoardService.bump_version()
+    end_of_cycle()
     for url in (reverse("login"), reverse("board"), reverse("healthz")):
         assert "X-Micboard-Receivers" not in client.get(url)

@@ -16,8 +16,6 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from micboard import metrics
-from micboard.exceptions import CoordinationError
-from micboard.services.board import BoardService
 from micboard.services.health import ConnectionHealthService
 from web.access import access_of
 from web.log import request_id
@@ -142,17 +140,16 @@ class SuspiciousRequestMiddleware:
 
 
 RECEIVERS_HEADER = "X-Micboard-Receivers"
-HEALTH_CACHE_SECONDS = 5.0
 
 
 class ReceiverHealthMiddleware:
     """``X-Micboard-Receivers: 2 of 6 unhealthy`` on the pages and API responses of signed-in users.
 
-    The figure is ConnectionHealthService.health_summary(): judged from what the poller recorded (one
-    query, never a device), kept in the cache per board version and for a few seconds, so refreshes
-    every 2 s cost one cache read. Not sent on static files, on 304s (the unchanged board's refresh
-    runs no SQL), to anonymous callers (no counts for strangers), or when all is well ("all N
-    healthy" would be noise on every response).
+    The figure is ConnectionHealthService.health_summary(): what the poller published at the end of its
+    last cycle (check_health over the links), read from one cache entry: no SQL, never a device, so
+    the API's and the board's query counts stay what they were. Not sent on static files, on 304s, to
+    anonymous callers (no counts for strangers), before the poller first published, or when all is
+    well ("all N healthy" would be noise on every response).
     """
 
     def __init__(self, get_response):
@@ -167,14 +164,13 @@ class ReceiverHealthMiddleware:
         if not hasattr(request, "user") or not access_of(request).can_view:
             return response
         try:
-            version = BoardService.version()
-        except CoordinationError:
-            version = ""
-        try:
-            unhealthy, total = ConnectionHealthService.health_summary(version=version, max_age=HEALTH_CACHE_SECONDS)
-        except Exception as exc:  # the header is advice: a failing database must not fail the response
+            summary = ConnectionHealthService.health_summary()
+        except Exception as exc:  # the header is advice: a failing cache must not fail the response
             logger.warning("receiver health unknown: %s", exc.__class__.__name__)
             return response
+        if summary is None:
+            return response
+        unhealthy, total = summary
         if unhealthy:
             response[RECEIVERS_HEADER] = f"{unhealthy} of {total} unhealthy"
         return response

@@ -24,6 +24,14 @@ class HealthReport:
     message: str
 
 
+SUMMARY_KEY = "micboard:health:summary"  # cache: (published at, unhealthy, total), see publish_summary
+
+
+def stale_seconds() -> float:
+    """Seconds without a good poll after which a link counts as unhealthy (the poller may be gone)."""
+    return 3 * settings.MICBOARD_POLL_INTERVAL + settings.MICBOARD_POLL_TIMEOUT
+
+
 def backoff_seconds(failures: int) -> float:
     """Delay before retrying a receiver that failed ``failures`` times in a row.
 
@@ -85,7 +93,7 @@ class ConnectionHealthService:
             One report per connection, unhealthy ones with a reason.
         """
         now = now or timezone.now()
-        stale_after = timedelta(seconds=3 * settings.MICBOARD_POLL_INTERVAL + settings.MICBOARD_POLL_TIMEOUT)
+        stale_after = timedelta(seconds=stale_seconds())
         reports = []
         for conn in connections:
             name = conn.receiver.name
@@ -106,29 +114,37 @@ class ConnectionHealthService:
         return reports
 
     @staticmethod
-    def health_summary(*, version: str = "", max_age: float = 5.0) -> tuple[int, int]:
-        """(unhealthy, total) of the monitored receivers' links, kept in the cache per board version.
+    def publish_summary() -> tuple[int, int]:
+        """Judge every monitored receiver's link and publish the counts for health_summary().
 
-        Judged by check_health from what the poller recorded: one query, never a device, at most
-        once per board ``version`` and ``max_age`` seconds (a link can turn stale without the board
-        changing). Cheap enough for every response (the middleware's ``X-Micboard-Receivers`` header).
+        Called by the poller at the end of each cycle (one query), so that requests read the
+        receivers' health from one cache entry and never from the database.
 
         Returns:
-            How many monitored receivers' links are unhealthy, and how many are monitored.
+            (unhealthy, total) of the monitored receivers' links.
         """
-        key = "micboard:health:summary"  # one entry, replaced as the version moves on
-        cached = cache.get(key)
-        if (
-            isinstance(cached, tuple)
-            and len(cached) == 4
-            and cached[0] == version
-            and time.time() - cached[1] < max_age
-        ):
-            return cached[2], cached[3]
         connections = RealTimeConnection.objects.filter(receiver__active=True).select_related("receiver")
         reports = ConnectionHealthService.check_health(connections=connections)
         unhealthy, total = sum(1 for r in reports if not r.healthy), len(reports)
-        cache.set(key, (version, time.time(), unhealthy, total), max(1, int(max_age) + 1))
+        cache.set(SUMMARY_KEY, (time.time(), unhealthy, total), 24 * 3600)
+        return unhealthy, total
+
+    @staticmethod
+    def health_summary(*, now: float | None = None) -> tuple[int, int] | None:
+        """(unhealthy, total) as the poller last published them; no query, never a device.
+
+        A summary older than a link's staleness limit means the poller stopped publishing: every
+        link is then unhealthy by check_health's own rule (no good poll lately), so all count.
+
+        Returns:
+            The counts, or None when none were published (the poller never ran, or the entry is gone).
+        """
+        cached = cache.get(SUMMARY_KEY)
+        if not (isinstance(cached, tuple) and len(cached) == 3):
+            return None
+        at, unhealthy, total = cached
+        if (now if now is not None else time.time()) - at > stale_seconds():
+            return total, total
         return unhealthy, total
 
     @staticmethod
