@@ -137,6 +137,15 @@ def test_metrics_are_refused_to_other_addresses_and_wrong_tokens(settings):
     assert Client().get(reverse("metrics")).status_code == 403  # loopback no longer listed
 
 
+def test_a_request_through_a_reverse_proxy_needs_the_token(settings):
+    """Behind a proxy on the same machine every client looks like loopback: the address proves nothing."""
+    settings.MICBOARD_METRICS_TOKEN = "scrape-token-2"
+    proxied = Client(headers={"X-Forwarded-For": "203.0.113.9"})
+    assert proxied.get(reverse("metrics")).status_code == 403
+    assert Client(headers={"Forwarded": "for=203.0.113.9"}).get(reverse("metrics")).status_code == 403
+    assert proxied.get(reverse("metrics"), headers={"Authorization": "Bearer scrape-token-2"}).status_code == 200
+
+
 def test_metrics_answer_loopback_by_default_with_state_from_the_database():
     rx = make_receiver(name="Band Rack")
     make_receiver(name="Spare Rack")  # never answered: offline

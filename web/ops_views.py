@@ -112,6 +112,8 @@ def _client_allowed(request: HttpRequest) -> bool:
     auth = request.headers.get("Authorization", "")
     if token and auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].strip().encode(), token.encode()):
         return True
+    if "HTTP_X_FORWARDED_FOR" in request.META or "HTTP_FORWARDED" in request.META:
+        return False  # through a reverse proxy REMOTE_ADDR is the proxy's (often loopback): token only
     try:
         address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
     except ValueError:
@@ -187,8 +189,9 @@ class _MicboardCollector:
 @require_GET
 @never_cache
 def prometheus_metrics(request: HttpRequest) -> HttpResponse:
-    """Prometheus text format. Allowed: ``Authorization: Bearer <MICBOARD_METRICS_TOKEN>`` or an address in
-    MICBOARD_METRICS_ALLOW (loopback by default); anyone else gets 403 and no numbers."""
+    """Prometheus text format. Allowed: ``Authorization: Bearer <MICBOARD_METRICS_TOKEN>``, or a direct
+    request (no X-Forwarded-For / Forwarded header) from an address in MICBOARD_METRICS_ALLOW (loopback
+    by default); anyone else gets 403 and no numbers."""
     if not _client_allowed(request):
         return HttpResponse("Forbidden: /metrics needs the metrics token or an allowed address.\n", status=403,
                             content_type="text/plain; charset=utf-8")
