@@ -34,11 +34,12 @@ from django.utils import timezone
 from huey import crontab
 from huey.contrib.djhuey import HUEY, db_periodic_task, db_task
 
-from micboard import coordination
+from micboard import coordination, metrics
 from micboard.drivers import get_driver
 from micboard.exceptions import CoordinationError, MicboardError
 from micboard.services import BoardService, DeviceService, PollOutcome, PollTarget
 from micboard.services.board import poll_lock_seconds, poller_silence_limit
+from micboard.services.health import ConnectionHealthService
 
 logger = logging.getLogger("tasks.polling")
 
@@ -69,11 +70,14 @@ async def _poll_one(target: PollTarget, *, timeout: float, meter_rate_ms: int) -
             timeout + 2,
         )
     except MicboardError as exc:  # DriverError, or ConfigurationError for an unknown driver
+        metrics.count(f"driver_errors:{exc.__class__.__name__}")
         return PollOutcome(target.receiver_id, error=str(exc))
     except TimeoutError:
+        metrics.count("driver_errors:timeout")
         return PollOutcome(target.receiver_id, error=f"{target.host}:{target.port} did not finish within {timeout} s")
     except Exception:  # a driver bug must not cost the other receivers their readings
         logger.exception("driver %s failed on %s:%s", target.driver, target.host, target.port)
+        metrics.count("driver_errors:internal")
         return PollOutcome(target.receiver_id, error="internal driver error (see the poller's log)")
     return PollOutcome(target.receiver_id, reading=reading)
 
@@ -107,6 +111,12 @@ def _poll_in_background(targets: list[PollTarget], results: queue.SimpleQueue) -
 
 
 def run_poll_cycle() -> CycleSummary:
+    """One poll cycle, timed as ``poll.cycle`` in the service metrics (see _run_poll_cycle)."""
+    with metrics.PerformanceMonitor("poll.cycle"):
+        return _run_poll_cycle()
+
+
+def _run_poll_cycle() -> CycleSummary:
     """One poll cycle: poll due receivers concurrently, write what changed, bump the board version.
 
     Each result is written as soon as it arrives (results that arrive together are written together),
@@ -152,6 +162,10 @@ def run_poll_cycle() -> CycleSummary:
     if bump_due:
         BoardService.bump_version()
     BoardService.record_heartbeat()
+    try:
+        ConnectionHealthService.publish_summary()  # for the X-Micboard-Receivers header
+    except Exception as exc:  # the cache may be down: the header is advice, the cycle is done
+        logger.warning("receivers' health summary not published: %s", exc.__class__.__name__)
     for outcome in outcomes:
         if outcome.error:
             logger.info("receiver %s: %s", outcome.receiver_id, outcome.error)

@@ -395,7 +395,9 @@ def test_admin_revoke_action_needs_its_permission(admin_client, rig):
 
 # --- every view, every role ---------------------------------------------------------------------------
 
-PUBLIC_URLS = {"healthz", "manifest", "favicon", "login", "logout", "kiosk-open"}
+# "metrics": Prometheus scrapes it without a session; it is protected by the metrics token or the
+# allow-listed addresses (tests/test_metrics.py), not by roles.
+PUBLIC_URLS = {"healthz", "manifest", "favicon", "login", "logout", "kiosk-open", "metrics"}
 
 
 def crew_urls(ids: dict[str, int]):

@@ -156,7 +156,10 @@ def test_receiver_offline_tile_says_why(admin_client):
 
 def test_healthz_reports_poller_state(client, rig):
     healthy = client.get(reverse("healthz"))
-    assert healthy.status_code == 200 and healthy.json()["status"] == "ok" and healthy.json()["online"] == 1
+    assert healthy.status_code == 200 and healthy.json()["status"] == "ok"
+    assert "online" not in healthy.json() and "receivers" not in healthy.json()  # no counts for strangers
+    client.force_login(make_user("watcher", role="viewer"))
+    assert client.get(reverse("healthz")).json()["online"] == 1
     BoardService.record_heartbeat(at=0)
     response = client.get(reverse("healthz"))
     assert response.status_code == 503 and response.json()["failing"] == ["poller"]
@@ -179,10 +182,27 @@ def test_setup_changes_through_services_reach_the_board_at_once(
     assert response.status_code == 200 and "Priya Nair" in response.content.decode()
 
 
+BOARD_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
 def test_board_pages_send_a_strict_content_security_policy(admin_client, rig):
+    """django-csp sends the board's policy, directive for directive; the admin (inline code) is left out."""
     csp = admin_client.get(reverse("board"))["Content-Security-Policy"]
-    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert sorted(csp.split("; ")) == sorted(BOARD_CSP.split("; "))
+    grid_csp = admin_client.get(reverse("board-grid"), headers={"HX-Request": "true"})["Content-Security-Policy"]
+    assert grid_csp == csp
     assert "Content-Security-Policy" not in admin_client.get(reverse("admin:index"))
+
+
+def test_security_headers_come_from_djangos_security_middleware(client):
+    response = client.get(reverse("login"))
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Referrer-Policy"] == "same-origin"
+    assert response["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in response["Content-Security-Policy"]
 
 
 def test_every_screen_shares_one_render_per_board_version(client, rig, monkeypatch):
@@ -288,5 +308,7 @@ def test_rendered_boards_do_not_grow_with_versions(admin_client, rig, settings):
         BoardService.bump_version()
         for group in ("", "band", "cast"):
             assert grid(admin_client, group=group).status_code == 200
-    assert cache_entries(settings) <= 2 * 3
+    # Besides a board and a grid per group: this process's service metrics, the list of processes
+    # with metrics, and the receivers' health summary (one entry each, whatever the version).
+    assert cache_entries(settings) <= 2 * 3 + 3
     assert BoardService.staleness() == ""  # and the poller's own state is where it was

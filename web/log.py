@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextvars
+import json
 import logging
 import threading
 import time
+from datetime import UTC, datetime
 
 
 class RepeatFilter(logging.Filter):
@@ -43,3 +46,32 @@ class RepeatFilter(logging.Filter):
         if suppressed:
             record.msg = f"{record.msg} ({suppressed} more like this in the last {self.window:.0f} s)"
         return True
+
+
+# The id of the request being served (set by web.middleware.RequestLogMiddleware); "" outside one.
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("micboard_request_id", default="")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the request id and any ``extra`` fields.
+
+    Selected with MICBOARD_LOG_FORMAT=json. Extra fields passed as ``extra={"micboard": {...}}`` are
+    merged into the object (the request log puts method, path, status and duration there).
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        body = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        rid = getattr(record, "request_id", "") or request_id.get()
+        if rid:
+            body["request_id"] = rid
+        extra = getattr(record, "micboard", None)
+        if isinstance(extra, dict):
+            body.update(extra)
+        if record.exc_info:
+            body["exception"] = self.formatException(record.exc_info)
+        return json.dumps(body, default=str)

@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    "csp",
     "huey.contrib.djhuey",
     "micboard.apps.MicboardConfig",
     "tasks.apps.TasksConfig",
@@ -91,7 +92,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: a request id, the timing and the log line cover every other middleware's work.
+    "web.middleware.RequestLogMiddleware",
+    "web.middleware.SuspiciousRequestMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -101,8 +106,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "web.access.KioskMiddleware",
-    "web.middleware.RequestTimingMiddleware",
-    "web.middleware.ContentSecurityPolicyMiddleware",
+    "web.middleware.ReceiverHealthMiddleware",
 ]
 
 ROOT_URLCONF = "web.urls"
@@ -214,17 +218,43 @@ WHITENOISE_AUTOREFRESH = DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# The board needs nothing but its own scripts and styles: no inline code, nothing from elsewhere
+# (django-csp). Django's admin keeps its inline styles and scripts, so it is left out.
+CONTENT_SECURITY_POLICY = {
+    "EXCLUDE_URL_PREFIXES": ["/admin/"],
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
+
+# "plain" text lines, or "json": one JSON object per line (for a log collector).
+MICBOARD_LOG_FORMAT = os.environ.get("MICBOARD_LOG_FORMAT", "plain").strip().lower() or "plain"
+if MICBOARD_LOG_FORMAT not in {"plain", "json"}:
+    raise ConfigurationError(f"MICBOARD_LOG_FORMAT must be plain or json, got {MICBOARD_LOG_FORMAT!r}")
 
 # Every server error leaves one line (with its request and traceback) in the log, DEBUG or not;
 # a fault that repeats (a dead Redis seen by every worker) is logged once per minute with a count.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "web.log.JsonFormatter"},
+    },
     "filters": {"repeats": {"()": "web.log.RepeatFilter", "window": 60.0}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["repeats"]}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": MICBOARD_LOG_FORMAT, "filters": ["repeats"]}
+    },
     "loggers": {
         "micboard": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
         "web": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
@@ -304,3 +334,14 @@ SPECTACULAR_SETTINGS = {
         "ConnectionStatusEnum": "micboard.models.RealTimeConnection.Status",
     },
 }
+
+# A request slower than this (milliseconds) is logged as a warning.
+MICBOARD_SLOW_REQUEST_MS = env_float("MICBOARD_SLOW_REQUEST_MS", 500, minimum=1)
+# /metrics (Prometheus): a bearer token, and/or the client addresses or networks allowed without one
+# (comma-separated; loopback only by default).
+MICBOARD_METRICS_TOKEN = os.environ.get("MICBOARD_METRICS_TOKEN", "")
+MICBOARD_METRICS_ALLOW = [
+    a.strip() for a in os.environ.get("MICBOARD_METRICS_ALLOW", "127.0.0.1,::1").split(",") if a.strip()
+]
+# A service call slower than this (milliseconds) is logged and listed on the health page.
+MICBOARD_SLOW_OPERATION_MS = env_float("MICBOARD_SLOW_OPERATION_MS", 1000, minimum=1)

@@ -4,7 +4,7 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from web import access_views, battery_views, scenes_views, sheet_views, views
+from web import access_views, battery_views, ops_views, scenes_views, sheet_views, views
 
 urlpatterns = [
     path("", views.board, name="board"),
@@ -14,6 +14,8 @@ urlpatterns = [
     path("manifest.webmanifest", battery_views.manifest, name="manifest"),
     path("sheet/", sheet_views.sheet, name="sheet"),
     path("healthz", views.healthz, name="healthz"),
+    path("health/", ops_views.health, name="ops-health"),
+    path("metrics", ops_views.prometheus_metrics, name="metrics"),
     # Browsers ask for /favicon.ico on pages that name no icon (the Django admin's).
     path("favicon.ico", RedirectView.as_view(url=static("icons/icon-192.png"), permanent=True), name="favicon"),
     path("k/<str:token>/", access_views.kiosk_open, name="kiosk-open"),

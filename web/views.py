@@ -82,6 +82,7 @@ def _board_context(board: BoardData, *, stale: bool, since: str, etag: str) -> d
         "refresh_seconds": settings.MICBOARD_REFRESH_INTERVAL,
         "updated_at": board.updated_at,
         "login_url": reverse(settings.LOGIN_URL),
+        "receivers_down": sorted({t.receiver_name for t in board.tiles if t.offline}),
     }
 
 
@@ -231,9 +232,11 @@ def _check_coordination() -> None:
 @require_GET
 @never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Health for monitoring: each dependency by name, the poller, how many receivers answer.
+    """Liveness for monitoring: each dependency by name and the poller; counts for signed-in users only.
 
-    503 names what failed ("database", "cache", "coordination", "poller"); 200 when all is well.
+    503 names what failed ("database", "cache", "coordination", "poller"); 200 when all is well. How
+    many receivers are monitored and answer is shown to signed-in users (the operator health page has
+    the detail), never to anonymous callers.
     """
     checks = {
         "database": _check(_check_database),
@@ -243,7 +246,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
     poller = BoardService.staleness() if checks["coordination"] == "ok" else "unknown (coordination store down)"
     checks["poller"] = "ok" if not poller else f"stale: {poller}"
     body: dict = {"status": "ok", "checks": checks, "failing": [name for name, v in checks.items() if v != "ok"]}
-    if checks["database"] == "ok":
+    if checks["database"] == "ok" and request.user.is_authenticated:
         try:
             monitored = Receiver.objects.active()
             body["receivers"] = monitored.count()

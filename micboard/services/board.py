@@ -24,6 +24,7 @@ from django.utils import timezone
 from micboard import caching, coordination
 from micboard.drivers.base import RUNTIME_CALCULATING, RUNTIME_WARNING
 from micboard.exceptions import CoordinationError, DeviceNotFoundError
+from micboard.metrics import track_service_metrics
 from micboard.models import Channel, Group, GroupSlot
 from micboard.query_optimization import QueryOptimizer
 from micboard.status import ChannelStatus
@@ -368,6 +369,7 @@ class BoardService:
         )
 
     @staticmethod
+    @track_service_metrics
     def build(*, group: str, version: str) -> BoardData:
         """Build the board from the database in a constant number of queries."""
         now = datetime.now(UTC)

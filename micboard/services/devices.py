@@ -22,6 +22,7 @@ from micboard.exceptions import (
     DeviceOfflineError,
     InvalidReadingError,
 )
+from micboard.metrics import track_service_metrics
 from micboard.models import (
     DRIVER_SHURE_TCP,
     AuditEntry,
@@ -336,6 +337,7 @@ class DeviceService:
         return len(ids)
 
     @staticmethod
+    @track_service_metrics
     def record_poll_results(*, outcomes: Sequence[PollOutcome], now: datetime | None = None) -> bool:
         """Apply one poll cycle's outcomes: write only what changed, in bulk.
 

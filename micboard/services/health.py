@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -21,6 +23,14 @@ class HealthReport:
     receiver: str
     healthy: bool
     message: str
+
+
+SUMMARY_KEY = "micboard:health:summary"  # cache: (published at, unhealthy, total), see publish_summary
+
+
+def stale_seconds() -> float:
+    """Seconds without a good poll after which a link counts as unhealthy (the poller may be gone)."""
+    return 3 * settings.MICBOARD_POLL_INTERVAL + settings.MICBOARD_POLL_TIMEOUT
 
 
 def backoff_seconds(failures: int) -> float:
@@ -84,7 +94,7 @@ class ConnectionHealthService:
             One report per connection, unhealthy ones with a reason.
         """
         now = now or timezone.now()
-        stale_after = timedelta(seconds=3 * settings.MICBOARD_POLL_INTERVAL + settings.MICBOARD_POLL_TIMEOUT)
+        stale_after = timedelta(seconds=stale_seconds())
         reports = []
         for conn in connections:
             name = conn.receiver.name
@@ -103,6 +113,40 @@ class ConnectionHealthService:
                 latency = f", {conn.last_latency_ms:.0f} ms" if conn.last_latency_ms is not None else ""
                 reports.append(HealthReport(name, True, f"answering{latency}"))
         return reports
+
+    @staticmethod
+    def publish_summary() -> tuple[int, int]:
+        """Judge every monitored receiver's link and publish the counts for health_summary().
+
+        Called by the poller at the end of each cycle (one query), so that requests read the
+        receivers' health from one cache entry and never from the database.
+
+        Returns:
+            (unhealthy, total) of the monitored receivers' links.
+        """
+        connections = RealTimeConnection.objects.filter(receiver__active=True).select_related("receiver")
+        reports = ConnectionHealthService.check_health(connections=connections)
+        unhealthy, total = sum(1 for r in reports if not r.healthy), len(reports)
+        cache.set(SUMMARY_KEY, (time.time(), unhealthy, total), 24 * 3600)
+        return unhealthy, total
+
+    @staticmethod
+    def health_summary(*, now: float | None = None) -> tuple[int, int] | None:
+        """(unhealthy, total) as the poller last published them; no query, never a device.
+
+        A summary older than a link's staleness limit means the poller stopped publishing: every
+        link is then unhealthy by check_health's own rule (no good poll lately), so all count.
+
+        Returns:
+            The counts, or None when none were published (the poller never ran, or the entry is gone).
+        """
+        cached = cache.get(SUMMARY_KEY)
+        if not (isinstance(cached, tuple) and len(cached) == 3):
+            return None
+        at, unhealthy, total = cached
+        if (now if now is not None else time.time()) - at > stale_seconds():
+            return total, total
+        return unhealthy, total
 
     @staticmethod
     def reset(*, connections: QuerySet[RealTimeConnection] | Iterable[RealTimeConnection]) -> int:

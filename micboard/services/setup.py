@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 
 from micboard.exceptions import AssignmentConflictError, ConfigurationError, DeviceNotFoundError, DiscoveryError
+from micboard.metrics import track_service_metrics
 from micboard.models import (
     Assignment,
     Channel,
@@ -150,6 +151,7 @@ class AssignmentService:
     """Who wears which pack."""
 
     @staticmethod
+    @track_service_metrics
     @transaction.atomic
     def assign(
         *,
@@ -195,6 +197,7 @@ class AssignmentService:
         return assignment
 
     @staticmethod
+    @track_service_metrics
     @transaction.atomic
     def unassign(*, channel: Channel, expected: str | None = None) -> bool:
         """Remove whoever is on the channel. Returns True if someone was.
@@ -212,6 +215,7 @@ class AssignmentService:
         return bool(deleted)
 
     @staticmethod
+    @track_service_metrics
     @transaction.atomic
     def reassign(*, channel: Channel, name: str, expected: str) -> Assignment:
         """Put the performer called ``name`` on a channel, or change who is on it.
