@@ -52,3 +52,22 @@ def pytest_sessionfinish(session, exitstatus):
     data_dir = str(settings.DATA_DIR)
     if os.path.basename(data_dir).startswith("micboard-test-") and os.environ.get("MICBOARD_TEST_RUN", "") in data_dir:
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """The test database, dropped at the end even when a thread of a test still holds a connection to it.
+
+    On PostgreSQL a connection left open by a worker thread would make DROP DATABASE fail and leave
+    this run's database behind; the run ends those sessions of its own database first.
+    """
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )

@@ -129,7 +129,8 @@ class QueryOptimizer:
 _IN_LIST = re.compile(r"\(\s*%s(?:\s*,\s*%s)*\s*\)")  # IN (%s, %s, ...) of any length
 _SPACES = re.compile(r"\s+")
 _COLUMNS = re.compile(r"^SELECT .*? FROM ", re.S)
-_MULTI_ROW = re.compile(r"\)\s*,\s*\(")  # INSERT ... VALUES (...), (...): already batched
+# INSERT ... VALUES (...), (...), or PostgreSQL's INSERT ... SELECT * FROM UNNEST(arrays): already batched.
+_MULTI_ROW = re.compile(r"\)\s*,\s*\(|\bUNNEST\s*\(", re.I)
 
 
 def sql_template(sql: str) -> str:
@@ -167,15 +168,29 @@ class Finding:
         return f"{self.kind} x{self.count} ({what}, {self.ms:.1f} ms in all): {sql}"
 
 
+def _frozen(value: Any) -> Any:
+    """A hashable copy of one parameter (PostgreSQL gets lists, e.g. the arrays of a bulk insert)."""
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
+
+
 def _params(params: Any) -> tuple:
+    """The parameters of one query as a hashable tuple, so duplicates can be counted."""
     if params is None:
         return ()
     if isinstance(params, dict):
-        return tuple(sorted(params.items()))
+        return _frozen(params)
     try:
-        return tuple(params)
+        return tuple(_frozen(p) for p in params)
     except TypeError:
-        return (params,)
+        return (_frozen(params),)
 
 
 @dataclass

@@ -156,10 +156,20 @@ def test_api_sets_read_every_item_with_its_relations_in_a_constant_number_of_que
 # -------------------------------------------------------------------------------- bulk create
 
 
+def _rows_of_insert(sql: str, params: tuple) -> int:
+    """Rows one INSERT into the group slots carries (three columns each).
+
+    SQLite gets ``VALUES (%s, %s, %s), (...)``; Django 5.2 sends PostgreSQL one array per column
+    (``SELECT * FROM UNNEST(%s::..., ...)``).
+    """
+    if "UNNEST" in sql.upper():
+        return len(params[0])
+    return sql.count("%s") // 3
+
+
 def _slot_inserts(queries: QueryAnalyzer) -> list[int]:
-    """Rows of each INSERT into the group slots (three columns each)."""
     return [
-        q.sql.count("%s") // 3
+        _rows_of_insert(q.sql, q.params)
         for q in queries.touching("micboard_groupslot")
         if q.sql.lstrip().upper().startswith("INSERT")
     ]
