@@ -116,7 +116,9 @@ class _Recorder:
             self._series, self._counters, self._slow = {}, {}, deque(maxlen=20)
             self._pid, self._last_flush = os.getpid(), 0.0
 
-    def record(self, name: str, *, ms: float, ok: bool) -> None:
+    def record(self, name: str, *, ms: float, ok: bool, slow_ms: float | None = None) -> None:
+        """Add one call; ``slow_ms`` (default MICBOARD_SLOW_OPERATION_MS) is where it counts as slow."""
+        slow_ms = settings.MICBOARD_SLOW_OPERATION_MS if slow_ms is None else slow_ms
         now = self.clock()
         with self._lock:
             self._check_fork()
@@ -126,7 +128,7 @@ class _Recorder:
                     return
                 series = self._series[name] = _Series()
             series.add(at=now, ms=ms, ok=ok)
-            if ms >= settings.MICBOARD_SLOW_OPERATION_MS and not name.startswith("http."):
+            if ms >= slow_ms and not name.startswith("http."):
                 self._slow.append((round(now, 3), name, round(ms, 1)))
         self.flush()
 
@@ -183,8 +185,11 @@ class PerformanceMonitor:
             run_poll_cycle()
     """
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, *, slow_ms: float | None = None):
+        """``slow_ms``: from how many milliseconds the block is a slow operation (default
+        MICBOARD_SLOW_OPERATION_MS); for blocks whose normal length is set elsewhere, like a poll cycle."""
         self.name = name
+        self.slow_ms = settings.MICBOARD_SLOW_OPERATION_MS if slow_ms is None else slow_ms
         self.ok = True
         self.elapsed_ms = 0.0
 
@@ -195,8 +200,8 @@ class PerformanceMonitor:
     def __exit__(self, exc_type, exc, tb) -> None:
         self.elapsed_ms = (time.perf_counter() - self._start) * 1000
         ok = exc_type is None and self.ok
-        recorder.record(self.name, ms=self.elapsed_ms, ok=ok)
-        if self.elapsed_ms >= settings.MICBOARD_SLOW_OPERATION_MS and not self.name.startswith("http."):
+        recorder.record(self.name, ms=self.elapsed_ms, ok=ok, slow_ms=self.slow_ms)
+        if self.elapsed_ms >= self.slow_ms and not self.name.startswith("http."):
             logger.warning("slow operation %s: %.0f ms", self.name, self.elapsed_ms)
 
 
