@@ -48,6 +48,20 @@ def _slots(group: Group) -> list[GroupSlot]:
     return list(GroupSlot.objects.select_for_update().filter(group=group).order_by("position"))
 
 
+def move_in_order(rows: QuerySet, *, pk: int, offset: int) -> None:
+    """Move one row of an ordered list (``position``, then ``name``) by ``offset``; positions become 1..n.
+
+    The caller holds the transaction; the rows are locked while they are renumbered.
+    """
+    items = list(rows.select_for_update().order_by("position", "name"))
+    index = next(i for i, item in enumerate(items) if item.pk == pk)
+    target = max(0, min(len(items) - 1, index + offset))
+    items.insert(target, items.pop(index))
+    for position, item in enumerate(items, start=1):
+        if item.position != position:
+            rows.model.objects.filter(pk=item.pk).update(position=position)
+
+
 class GroupEditService:
     """Board groups edited by operators: every change reaches the screens with their next refresh."""
 
@@ -115,13 +129,7 @@ class GroupEditService:
     @transaction.atomic
     def move_group(*, group: Group, offset: int) -> None:
         """Move a group's tab left (``offset`` < 0) or right; tab positions become 1..n."""
-        groups = list(Group.objects.select_for_update().order_by("position", "name"))
-        index = next(i for i, g in enumerate(groups) if g.pk == group.pk)
-        target = max(0, min(len(groups) - 1, index + offset))
-        groups.insert(target, groups.pop(index))
-        for position, g in enumerate(groups, start=1):
-            if g.position != position:
-                Group.objects.filter(pk=g.pk).update(position=position)
+        move_in_order(Group.objects.all(), pk=group.pk, offset=offset)
         BoardService.bump_version_on_commit()
 
     @staticmethod

@@ -13,6 +13,7 @@ from micboard.exceptions import AssignmentConflictError, ConfigurationError
 from micboard.models import Assignment, AuditEntry, Channel, Scene, SceneAssignment
 from micboard.query_optimization import bulk_create
 from micboard.services.board import BoardService
+from micboard.services.groups import move_in_order
 from micboard.services.names import clean_name
 from micboard.services.setup import clean_performer_name, performer_named
 
@@ -137,13 +138,7 @@ class SceneService:
     @transaction.atomic
     def move_scene(*, scene: Scene, offset: int) -> None:
         """Move a scene up (``offset`` < 0) or down in the list; positions become 1..n."""
-        scenes = list(Scene.objects.select_for_update().order_by("position", "name"))
-        index = next(i for i, s in enumerate(scenes) if s.pk == scene.pk)
-        target = max(0, min(len(scenes) - 1, index + offset))
-        scenes.insert(target, scenes.pop(index))
-        for position, s in enumerate(scenes, start=1):
-            if s.position != position:
-                Scene.objects.filter(pk=s.pk).update(position=position)
+        move_in_order(Scene.objects.all(), pk=scene.pk, offset=offset)
 
     @staticmethod
     def differences(*, scene: Scene) -> int:
