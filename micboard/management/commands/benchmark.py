@@ -251,10 +251,17 @@ class Command(BaseCommand):
                 f"The database holds {existing} receiver(s). The benchmark creates and deletes data: run it "
                 "on a throwaway database (`make bench`), or pass --force."
             )
-        _Run(
-            self, receivers=receivers, boards=boards, repeat=repeat, requests=requests,
-            poll_timeout=options["poll_timeout"], mode=mode, existing=existing,
-        ).execute()
+        # Hundreds of measured requests: their access-log lines would bury the figures and cost time.
+        request_log = logging.getLogger("web.requests")
+        level = request_log.level
+        request_log.setLevel(max(logging.WARNING, level))
+        try:
+            _Run(
+                self, receivers=receivers, boards=boards, repeat=repeat, requests=requests,
+                poll_timeout=options["poll_timeout"], mode=mode, existing=existing,
+            ).execute()
+        finally:
+            request_log.setLevel(level)
 
     def line(self, text: str = "") -> None:
         self.stdout.write(text)
