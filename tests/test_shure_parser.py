@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from micboard.drivers.base import RUNTIME_CALCULATING, RUNTIME_WARNING
-from micboard.drivers.shure import (
+from micboard.drivers.shure_models import AXIENT, PSM1000, QLXD, SLXD, ULXD
+from micboard.drivers.shure_wire import (
     MAX_FRAME,
     FrameBuffer,
     Message,
@@ -14,7 +15,6 @@ from micboard.drivers.shure import (
     parse_sample,
     psm_level_percent,
 )
-from micboard.drivers.shure_models import AXIENT, PSM1000, QLXD, SLXD, ULXD
 from micboard.exceptions import ProtocolError
 
 
