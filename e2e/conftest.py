@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.db import connections
 
-from tasks.polling import run_poll_cycle
+from tasks.links import LinkHolder
 from tests.factories import make_user, receivers_for, start_simulator, use_fast_polls
 
 CHROMIUM = "/usr/bin/chromium"
@@ -112,38 +112,35 @@ def rig(transactional_db, simulator):
 
 
 class PollerThread(threading.Thread):
-    """Runs the real poll cycle at the configured interval, as the Huey chain does."""
+    """Drives a real link holder, as a consumer's Huey shift does (links follow the simulator live)."""
 
-    def __init__(self, interval: float):
+    def __init__(self):
         super().__init__(daemon=True)
-        self.interval = interval
+        self.holder = LinkHolder()
         self.halt = threading.Event()
-        self.errors: list[BaseException] = []
 
     def run(self):
+        assert self.holder.begin()
         try:
-            while not self.halt.is_set():
-                try:
-                    run_poll_cycle()
-                except BaseException as exc:  # surfaced by the fixture
-                    self.errors.append(exc)
-                    return
-                self.halt.wait(self.interval)
+            self.holder.drive(seconds=3600, stop=self.halt)
         finally:
+            self.holder.end()
             connections.close_all()
 
     def stop(self):
         self.halt.set()
         self.join(timeout=10)
+        self.holder.close()
 
 
 @pytest.fixture
-def poller(rig, e2e_settings):
-    thread = PollerThread(e2e_settings.MICBOARD_POLL_INTERVAL)
+def poller(rig, e2e_settings, caplog):
+    thread = PollerThread()
     thread.start()
     yield thread
     thread.stop()
-    assert not thread.errors, thread.errors
+    failures = [r.getMessage() for r in caplog.records if r.name == "tasks.links" and r.levelname == "ERROR"]
+    assert not failures, failures
 
 
 @pytest.fixture

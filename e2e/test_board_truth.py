@@ -41,11 +41,10 @@ def full_rig(transactional_db, full_sim, e2e_settings):
 
 @pytest.fixture
 def full_poller(full_rig, e2e_settings):
-    thread = PollerThread(e2e_settings.MICBOARD_POLL_INTERVAL)
+    thread = PollerThread()
     thread.start()
     yield thread
     thread.stop()
-    assert not thread.errors, thread.errors
 
 
 def settle(page, rig):

@@ -26,7 +26,7 @@ def test_a_receiver_that_stops_answering_shows_on_the_board_and_the_health_page(
     expect(bad).to_contain_text(rig["ad"].name)
     expect(page.locator("#links tr.health-good")).to_contain_text(rig["ulxd"].name)
     expect(page.locator("#statistics")).to_contain_text("DeviceService.record_poll_results")
-    expect(page.locator("#statistics")).to_contain_text("poll.cycle")
+    expect(page.locator("#statistics")).to_contain_text("links.flush")
     screenshot(page, "health", readme=True, full_page=True)
     simulator.power_on("ad")
     page.goto(f"{live_server.url}/")

@@ -138,7 +138,7 @@ class ReceiverAdminForm(forms.ModelForm):
 
     class Meta:
         model = Receiver
-        fields = ["name", "manufacturer", "model", "driver", "host", "port", "location", "active"]
+        fields = ["name", "manufacturer", "model", "driver", "host", "port", "link", "location", "active"]
 
     def clean(self):
         cleaned = super().clean()
@@ -170,7 +170,7 @@ class ReceiverAdmin(BoardAdmin):
     readonly_fields = ["online", "last_seen", "firmware", "device_id", "rf_band"]
     form = ReceiverAdminForm
     fields = [
-        "name", "manufacturer", "model", "confirm_removal", "driver", "host", "port", "location", "active",
+        "name", "manufacturer", "model", "confirm_removal", "driver", "host", "port", "link", "location", "active",
         "online", "last_seen", "firmware", "device_id", "rf_band",
     ]
     inlines = [ChannelInline]

@@ -134,6 +134,10 @@ class SqliteCoordination:
             return None
         return row[0]
 
+    def get_many(self, keys: list[str]) -> list[str | None]:
+        """The values of ``keys`` in order (None where absent or expired), in one read."""
+        return self._run(lambda db, now: [self._current(db, key, now) for key in keys]) if keys else []
+
     def set(self, key: str, value: str) -> None:
         self._run(lambda db, now: db.execute("REPLACE INTO coordination VALUES (?, ?, NULL)", (key, value)))
 
@@ -165,12 +169,22 @@ class SqliteCoordination:
 
         return self._run(renew)
 
+    def renew_many(self, keys: list[str], owner: str, ttl: float) -> list[bool]:
+        """:meth:`renew` of each key in one transaction; False where the lock is no longer ours."""
+
+        def renew(db, now):
+            held = [self._current(db, key, now) == owner for key in keys]
+            renewed = [(now + ttl, key) for key, ours in zip(keys, held, strict=True) if ours]
+            db.executemany("UPDATE coordination SET expires = ? WHERE key = ?", renewed)
+            return held
+
+        return self._run(renew) if keys else []
+
     def release(self, key: str, owner: str) -> bool:
         return self._run(
-            lambda db, now: db.execute(
-                "DELETE FROM coordination WHERE key = ? AND value = ?", (key, owner)
-            ).rowcount
-            > 0
+            lambda db, now: (
+                db.execute("DELETE FROM coordination WHERE key = ? AND value = ?", (key, owner)).rowcount > 0
+            )
         )
 
     def delete(self, key: str) -> None:
@@ -214,6 +228,9 @@ class RedisCoordination:
     def get(self, key: str) -> str | None:
         return self._call(self.client.get, self.prefix + key)
 
+    def get_many(self, keys: list[str]) -> list[str | None]:
+        return self._call(self.client.mget, [self.prefix + k for k in keys]) if keys else []
+
     def set(self, key: str, value: str) -> None:
         self._call(self.client.set, self.prefix + key, value)
 
@@ -235,6 +252,14 @@ class RedisCoordination:
 
     def renew(self, key: str, owner: str, ttl: float) -> bool:
         return bool(self._call(self._renew, keys=[self.prefix + key], args=[owner, max(1, int(ttl * 1000))]))
+
+    def renew_many(self, keys: list[str], owner: str, ttl: float) -> list[bool]:
+        if not keys:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            self._renew(keys=[self.prefix + key], args=[owner, max(1, int(ttl * 1000))], client=pipe)
+        return [bool(r) for r in self._call(pipe.execute)]
 
     def release(self, key: str, owner: str) -> bool:
         return bool(self._call(self._release, keys=[self.prefix + key], args=[owner]))

@@ -57,6 +57,11 @@ class Location(TimeStampedModel):
         return self.name
 
 
+LINK_PUSH = "push"
+LINK_POLL = "poll"
+LINK_CHOICES = [(LINK_PUSH, "Live link"), (LINK_POLL, "Connect per poll")]
+
+
 class Receiver(TimeStampedModel):
     """A networked receiver (or IEM transmitter) that micboard polls."""
 
@@ -70,6 +75,14 @@ class Receiver(TimeStampedModel):
         Location, null=True, blank=True, on_delete=models.SET_NULL, related_name="receivers"
     )
     active = models.BooleanField(default=True, help_text="Poll this receiver.")
+    link = models.CharField(
+        "connection",
+        max_length=8,
+        choices=LINK_CHOICES,
+        default=LINK_PUSH,
+        help_text="Live link: one connection that follows the receiver's reports (fastest). "
+        "Connect per poll: a short connection every poll interval, for gear or networks that drop idle connections.",
+    )
     online = models.BooleanField(default=False, editable=False)
     last_seen = models.DateTimeField(null=True, blank=True, editable=False)
     firmware = models.CharField(max_length=32, blank=True, editable=False)

@@ -122,7 +122,7 @@ def test_adding_a_receiver_in_admin_creates_its_channels(admin_client, receiver)
         reverse("admin:micboard_receiver_add"),
         {
             "name": "New AD", "manufacturer": receiver.manufacturer_id, "model": "AD4Q", "driver": "shure_tcp",
-            "host": "10.0.0.50", "port": 2202, "active": "on",
+            "host": "10.0.0.50", "port": 2202, "link": "push", "active": "on",
             "channels-TOTAL_FORMS": 0, "channels-INITIAL_FORMS": 0,
         },
     )
@@ -135,7 +135,7 @@ def test_duplicate_receiver_address_is_a_form_error(admin_client, receiver):
         reverse("admin:micboard_receiver_add"),
         {
             "name": "Clash", "manufacturer": receiver.manufacturer_id, "model": "ULXD4", "driver": "shure_tcp",
-            "host": receiver.host, "port": receiver.port, "active": "on",
+            "host": receiver.host, "port": receiver.port, "link": receiver.link, "active": "on",
             "channels-TOTAL_FORMS": 0, "channels-INITIAL_FORMS": 0,
         },
     )
@@ -236,7 +236,7 @@ def receiver_form(receiver, **changes):
     channels = list(receiver.channels.order_by("number"))
     data = {
         "name": receiver.name, "manufacturer": receiver.manufacturer_id, "model": receiver.model,
-        "driver": receiver.driver, "host": receiver.host, "port": receiver.port,
+        "driver": receiver.driver, "host": receiver.host, "port": receiver.port, "link": receiver.link,
         "location": receiver.location_id or "", "active": "on",
         "channels-TOTAL_FORMS": len(channels), "channels-INITIAL_FORMS": len(channels),
         "channels-MIN_NUM_FORMS": 0, "channels-MAX_NUM_FORMS": 1000,

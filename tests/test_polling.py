@@ -1,4 +1,4 @@
-"""The poll cycle end to end over real loopback sockets: driver -> services -> models.
+"""The one-shot poll cycle end to end over real loopback sockets: driver -> services -> models.
 
 The other end is the protocol simulator; nothing of micboard is mocked.
 """
@@ -13,7 +13,8 @@ from micboard.models import Channel, Receiver
 from micboard.services import BoardService, DeviceService
 from micboard.simulators.rig import DEMO_RIG, rig_device
 from micboard.status import ChannelStatus as S
-from tasks.polling import CHAIN_KEY, CHAIN_STARTED_KEY, poller_watchdog, run_poll_cycle
+from tasks.links import LEASE_PREFIX
+from tasks.polling import run_poll_cycle
 from tests.factories import receivers_for, start_simulator, use_fast_polls
 
 pytestmark = pytest.mark.django_db
@@ -168,28 +169,24 @@ def test_poller_state_survives_the_cache_being_culled(small_rig):
     """Whatever the cache drops (a full file cache culls a third of its entries), the poller keeps its state."""
     run_poll_cycle()
     store = coordination.store()
-    store.set(CHAIN_KEY, "running-chain")
+    assert store.acquire(LEASE_PREFIX + "1", "a-holder", 60)
     version, beat = BoardService.version(), BoardService.heartbeat()
     drop_cache_entries()
-    assert store.get(CHAIN_KEY) == "running-chain"
+    assert store.get(LEASE_PREFIX + "1") == "a-holder"
     assert BoardService.version() == version and BoardService.heartbeat() == beat
     assert BoardService.staleness() == ""
 
 
-def test_watchdog_restarts_a_silent_chain_and_leaves_a_live_one_alone(small_rig):
+def test_watchdog_queues_shifts_for_a_consumer_whose_holder_nobody_drives(small_rig, monkeypatch):
     from huey.contrib.djhuey import HUEY
 
-    store = coordination.store()
-    store.set(CHAIN_KEY, "silent-chain")
-    store.set(CHAIN_STARTED_KEY, repr(time.time() - 3600))
+    from tasks import links
+
     queued = HUEY.pending_count()
-    poller_watchdog.call_local()  # never beat, started an hour ago: a new chain, its first link queued
-    chain = store.get(CHAIN_KEY)
-    assert chain != "silent-chain" and HUEY.pending_count() == queued + 1
-    poller_watchdog.call_local()  # just started: it gets its time to beat
-    assert store.get(CHAIN_KEY) == chain
-    store.set(CHAIN_STARTED_KEY, repr(time.time() - 3600))
-    run_poll_cycle()  # beats
-    poller_watchdog.call_local()
-    assert store.get(CHAIN_KEY) == chain and HUEY.pending_count() == queued + 1
+    monkeypatch.setattr(links, "_started_at", time.monotonic())
+    links.links_watchdog.call_local()  # a consumer that just queued its first shift: left alone
+    assert HUEY.pending_count() == queued
+    monkeypatch.setattr(links, "_started_at", time.monotonic() - 3600)
+    links.links_watchdog.call_local()  # nobody drove a holder here for an hour: a new chain of shifts
+    assert HUEY.pending_count() == queued + 1
     HUEY.flush()

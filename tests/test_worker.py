@@ -1,7 +1,8 @@
-"""The poll chain as it runs in production: real Huey consumers, against the embedded default and Redis.
+"""Receiver links as they run in production: real Huey consumers, against the embedded default and Redis.
 
 The simulator records every connection it accepts (wall-clock open and close), which is how these
-tests see who polled when: two cycles at once would show as overlapping connections to one receiver.
+tests see who held which receiver when: two holders at once would show as overlapping connections to
+one receiver, a dark receiver as a time with no connection open.
 """
 
 import itertools
@@ -24,6 +25,7 @@ from micboard.status import ChannelStatus
 from tests.factories import receivers_for, start_simulator
 
 INTERVAL = 0.5
+LEASE = 3.0
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -68,8 +70,8 @@ class Consumer:
     def output(self) -> str:
         return self.log_path.read_text()
 
-    def chains_started(self) -> int:
-        return self.output().count("started poll chain")
+    def shifts_started(self) -> int:
+        return self.output().count("started link shifts")
 
     def stop(self, timeout: float = 20) -> int:
         if self.process.poll() is None:
@@ -102,6 +104,7 @@ def backend(request, tmp_path):
         MICBOARD_METER_RATE_MS="100",
         MICBOARD_POLL_TIMEOUT="1.5",
         MICBOARD_OFFLINE_AFTER="2",
+        MICBOARD_LINK_LEASE=str(LEASE),
         LOG_LEVEL="INFO",
     )
     env.pop("REDIS_URL", None)
@@ -123,21 +126,33 @@ def backend(request, tmp_path):
 
 
 def sessions(sim, key):
-    return [tuple(s) for s in list(sim.device(key).sessions)]
+    return sorted(tuple(s) for s in list(sim.device(key).sessions))
 
 
-def assert_one_poll_at_a_time(sim, keys, *, min_gap: float):
-    """No two connections to one receiver overlap, and consecutive polls are an interval apart."""
+def open_now(sim, key) -> bool:
+    return any(closed is None for _, closed in sessions(sim, key))
+
+
+def assert_never_held_twice(sim, keys):
     for key in keys:
-        polls = sorted(sessions(sim, key))
-        assert len(polls) >= 2, key
-        for (opened, closed), (next_opened, _) in itertools.pairwise(polls):
-            assert closed is not None and closed <= next_opened, f"{key}: two polls at once"
-            assert next_opened - opened >= min_gap, f"{key}: polled twice within {next_opened - opened:.3f} s"
+        for (_, closed), (opened, _) in itertools.pairwise(sessions(sim, key)):
+            assert closed is not None and closed <= opened, f"{key}: two connections at once"
+
+
+def longest_dark(sim, key, since: float, until: float) -> float:
+    """The longest time within [since, until] with no connection to the receiver open."""
+    dark, covered = 0.0, since
+    for opened, closed in sessions(sim, key):
+        closed = until if closed is None else closed
+        if closed <= covered:
+            continue
+        dark = max(dark, min(opened, until) - covered)
+        covered = max(covered, closed)
+    return max(dark, until - covered)
 
 
 @pytest.mark.parametrize("backend", ["embedded", "redis"], indirect=True)
-def test_consumer_polls_on_its_own_and_follows_the_simulator(backend, tmp_path):
+def test_consumer_links_on_its_own_follows_the_simulator_and_stops_metering_when_stopped(backend, tmp_path):
     sim = start_simulator(["ulxd"])
     receiver = receivers_for(sim, ["ulxd"])["ulxd"]
     consumer = Consumer(backend, tmp_path / "consumer.log", workers=2)
@@ -145,61 +160,53 @@ def test_consumer_polls_on_its_own_and_follows_the_simulator(backend, tmp_path):
         lead = Channel.objects.filter(receiver=receiver, number=1)
         wait_for(lambda: lead.get().status == ChannelStatus.GOOD, 30, "read the receiver")
         sim.pack_off("ulxd", 1)
-        wait_for(lambda: lead.get().status == ChannelStatus.PREV_GOOD, 5, "notice the pack switched off")
-        assert consumer.chains_started() == 1  # one chain per consumer start, not one per worker thread
+        wait_for(lambda: lead.get().status == ChannelStatus.PREV_GOOD, 2, "notice the pack switched off")
+        assert len(sessions(sim, "ulxd")) == 1, "the change should come over the open link"
+        assert consumer.shifts_started() == 1  # one chain of shifts per consumer start, not one per worker
+        code = consumer.stop()  # SIGINT, as the supervisor stops it
+        assert code == 0, consumer.output()
+        assert not open_now(sim, "ulxd")
+        assert all(c["meter_rate"] == 0 for c in sim.snapshot("ulxd")["channels"]), "metering left on"
     finally:
-        code = consumer.stop()
+        consumer.stop()
         sim.stop()
-    assert code == 0, consumer.output()
 
 
-@pytest.mark.parametrize("backend", ["embedded", "redis"], indirect=True)
-def test_two_consumers_never_poll_at_once_nor_twice_per_interval(backend, tmp_path):
-    keys = ["ulxd", "ad"]
+@pytest.mark.parametrize("backend", ["redis"], indirect=True)
+def test_three_consumers_share_the_receivers_and_survive_one_killed_mid_show(backend, tmp_path):
+    keys = ["ulxd", "qlxd", "slxd", "ad", "ad4d", "psm"]
     sim = start_simulator(keys)
     receivers_for(sim, keys)
-    first = Consumer(backend, tmp_path / "first.log")
-    second = None
-    try:
-        wait_for(lambda: len(sessions(sim, "ulxd")) >= 3, 30, "poll with the first consumer")
-        second = Consumer(backend, tmp_path / "second.log")  # takes over with a new chain
-        wait_for(lambda: second.chains_started(), 30, "start the second consumer")
-        polled = len(sessions(sim, "ulxd"))
-        wait_for(lambda: len(sessions(sim, "ulxd")) >= polled + 12, 30, "keep polling with two consumers")
-    finally:
-        codes = [c.stop() for c in (first, second) if c]
-        sim.stop()
-    assert codes == [0, 0], first.output() + (second.output() if second else "")
-    assert first.chains_started() == 1 and second.chains_started() == 1
-    assert_one_poll_at_a_time(sim, keys, min_gap=0.8 * INTERVAL)
-    polls = sorted(o for o, _ in sessions(sim, "ulxd"))[-12:]
-    mean_gap = (polls[-1] - polls[0]) / (len(polls) - 1)
-    assert mean_gap <= 1.2 * INTERVAL, f"asked for {INTERVAL} s between polls, got {mean_gap:.2f} s"
+    consumers = [Consumer(backend, tmp_path / f"consumer{n}.log", workers=2) for n in range(3)]
+    store_prefix = f"{backend['MICBOARD_KEY_PREFIX']}:coordination:links:rx:"
+    import redis
 
+    client = redis.Redis.from_url(backend["REDIS_URL"], decode_responses=True)
 
-@pytest.mark.parametrize("backend", ["embedded", "redis"], indirect=True)
-def test_a_restarted_consumer_takes_over_a_dead_holders_lock_at_once(backend, tmp_path):
-    sim = start_simulator(["ulxd"])
-    receivers_for(sim, ["ulxd"])
-    # Meters every 100 ms keep each poll open long enough that the kill lands while the lock is held.
-    first = Consumer(backend, tmp_path / "first.log", workers=2)
-    second = None
+    def holders() -> dict[str, int]:
+        owners = [client.get(k) for k in client.scan_iter(match=store_prefix + "*")]
+        pids = [o.rsplit(":", 3)[1] for o in owners if o]
+        return {pid: pids.count(pid) for pid in set(pids)}
+
     try:
-        wait_for(lambda: len(sessions(sim, "ulxd")) >= 3, 30, "poll with the first consumer")
-        wait_for(lambda: sessions(sim, "ulxd")[-1][1] is None, 5, "be in the middle of a poll", step=0.005)
-        first.kill()  # SIGKILL while holding the lock: no clean-up at all
+        wait_for(lambda: all(open_now(sim, k) for k in keys), 30, "link every receiver")
+        spread = wait_for(lambda: len(holders()) == 3 and holders(), 20, "spread the receivers over three consumers")
+        assert sorted(spread.values()) == [2, 2, 2], spread
+        victim = next(c for c in consumers if str(c.process.pid) in spread)
+        victim.kill()  # SIGKILL mid-show: no clean-up at all
         killed_at = time.time()
-        second = Consumer(backend, tmp_path / "second.log", workers=2)
-        ready = wait_for(lambda: second.chains_started() and time.time(), 30, "start the second consumer")
-        opened = wait_for(
-            lambda: next((o for o, _ in sessions(sim, "ulxd") if o > killed_at), None), 30, "poll again"
-        )
+        wait_for(lambda: len(holders()) == 2 and sum(holders().values()) == len(keys), 2 * LEASE, "take over")
+        wait_for(lambda: all(open_now(sim, k) for k in keys), LEASE, "reconnect every receiver")
+        time.sleep(0.5)  # the show goes on a moment, so the connections after the take-over are seen to last
+        until = time.time()
     finally:
-        code = second.stop() if second else 0
+        codes = [c.stop() for c in consumers if c.process.returncode is None]
         sim.stop()
-    assert code == 0, second.output()
-    # Within two intervals of the new consumer's start, not after the dead holder's lock expired.
-    assert opened - ready <= 2 * INTERVAL + 0.3, f"first poll {opened - ready:.2f} s after the new consumer started"
+    assert codes == [0, 0], "".join(c.output() for c in consumers)
+    assert_never_held_twice(sim, keys)
+    for key in keys:
+        dark = longest_dark(sim, key, killed_at, until)
+        assert dark <= LEASE, f"{key} was dark for {dark:.2f} s after a consumer died (lease {LEASE} s)"
 
 
 @pytest.fixture
@@ -236,21 +243,22 @@ def own_redis(tmp_path):
 
 
 @pytest.mark.parametrize("backend", ["embedded"], indirect=True)
-def test_polling_resumes_within_two_intervals_of_redis_coming_back(backend, own_redis, tmp_path):
+def test_links_go_on_when_redis_comes_back_empty(backend, own_redis, tmp_path):
     backend["REDIS_URL"] = own_redis.url
     sim = start_simulator(["ulxd"])
-    receivers_for(sim, ["ulxd"])
+    receiver = receivers_for(sim, ["ulxd"])["ulxd"]
     consumer = Consumer(backend, tmp_path / "consumer.log", workers=2)
+    lead = Channel.objects.filter(receiver=receiver, number=1)
     try:
-        wait_for(lambda: len(sessions(sim, "ulxd")) >= 3, 30, "poll")
+        wait_for(lambda: lead.get().status == ChannelStatus.GOOD, 30, "read the receiver")
         own_redis.stop()
-        wait_for(lambda: "poll cycle failed" in consumer.output(), 10, "notice Redis is gone")
+        wait_for(lambda: "link plan failed" in consumer.output(), 10, "notice Redis is gone")
         time.sleep(2)  # the outage itself: Redis stays down a while
         own_redis.start()  # empty, as a Redis without persistence restarts
-        back = time.time()
-        opened = wait_for(lambda: next((o for o, _ in sessions(sim, "ulxd") if o > back), None), 30, "poll again")
+        sim.pack_off("ulxd", 1)
+        wait_for(lambda: lead.get().status == ChannelStatus.PREV_GOOD, 3, "follow the receiver again")
     finally:
         code = consumer.stop()
         sim.stop()
     assert code == 0, consumer.output()
-    assert opened - back <= 2 * INTERVAL + 1.0, f"polling resumed {opened - back:.2f} s after Redis came back"
+    assert_never_held_twice(sim, ["ulxd"])

@@ -144,6 +144,9 @@ class _MicboardCollector:
     def collect(self):
         series, counters = metrics.totals()
         yield _histogram("micboard_poll_cycle_seconds", "Duration of one poll cycle.", series.get("poll.cycle"))
+        yield _histogram(
+            "micboard_link_flush_seconds", "Duration of one write of the links' readings.", series.get("links.flush")
+        )
         yield _histogram("micboard_request_seconds", "Duration of HTTP requests.", series.get("http.request"))
 
         receivers = GaugeMetricFamily("micboard_receivers", "Monitored receivers by state.", labels=["state"])

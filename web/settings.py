@@ -272,6 +272,12 @@ MICBOARD_REFRESH_INTERVAL = env_float("MICBOARD_REFRESH_INTERVAL", 2.0, minimum=
 MICBOARD_POLL_TIMEOUT = env_float("MICBOARD_POLL_TIMEOUT", 3.0, minimum=0.2)
 # METER_RATE asked of the receivers during a poll (clamped per family: >= 100 ms, QLX-D >= 1000 ms).
 MICBOARD_METER_RATE_MS = int(env_float("MICBOARD_METER_RATE_MS", 1000, minimum=100))
+# Live links (Receiver.link = "Live link"): each receiver is held by one consumer through a lease of
+# this many seconds in the coordination store, renewed every second by its holder; a consumer that
+# dies loses its receivers to the others within one lease. A holder task runs for one shift, then
+# queues its successor (which keeps the open links when it runs in the same consumer).
+MICBOARD_LINK_LEASE = env_float("MICBOARD_LINK_LEASE", 6.0, minimum=3.0)
+MICBOARD_LINK_SHIFT = env_float("MICBOARD_LINK_SHIFT", 60.0, minimum=5.0)
 # Consecutive failed polls before a receiver is shown offline (RX_COM_ERROR).
 MICBOARD_OFFLINE_AFTER = int(env_float("MICBOARD_OFFLINE_AFTER", 2, minimum=1))
 # Cap of the retry back-off for a receiver that does not answer, seconds.

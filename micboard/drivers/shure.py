@@ -31,6 +31,7 @@ raises :class:`ProtocolError`. Nothing but :class:`~micboard.exceptions.DriverEr
 
 No Django imports here: drivers turn wire bytes into plain dataclasses.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -58,7 +59,7 @@ from micboard.drivers.shure_wire import (
 )
 from micboard.exceptions import AddressResolutionError, ConnectionTimeoutError, DeviceSilentError, ProtocolError
 
-__all__ = ["DEFAULT_PORT", "enable_keepalive", "poll"]
+__all__ = ["DEFAULT_PORT", "ShureLink", "enable_keepalive", "poll"]
 
 DEFAULT_PORT = 2202
 
@@ -114,6 +115,8 @@ class _Session(asyncio.Protocol):
         self.sampled: set[int] = set()
         self.stopped: set[int] = set()  # channels whose METER_RATE 00000 echo arrived
         self.transport: asyncio.Transport | None = None
+        self.last_byte_at = 0.0
+        self.dirty = False  # a valid frame arrived since the last reading() of a link
         self._changed = asyncio.Event()
         self._lost = asyncio.get_running_loop().create_future()
 
@@ -148,6 +151,7 @@ class _Session(asyncio.Protocol):
     def feed(self, data: bytes, now: float) -> None:
         if self.first_byte_at is None:
             self.first_byte_at = now
+        self.last_byte_at = now
         self.bytes_in += len(data)
         for frame in self.frames.feed(data):
             try:
@@ -157,6 +161,7 @@ class _Session(asyncio.Protocol):
                 self.invalid += 1
                 continue
             self.valid += 1
+            self.dirty = True
             self._track(msg)
 
     def _track(self, msg: Message) -> None:
@@ -242,8 +247,7 @@ class _Session(asyncio.Protocol):
             )
         if self.eof and not self.rate_confirmed:
             raise ProtocolError(
-                f"{where}: closed the connection after {self.valid} frames, "
-                "before its reply to GET 0 ALL was complete"
+                f"{where}: closed the connection after {self.valid} frames, before its reply to GET 0 ALL was complete"
             )
 
 
@@ -289,9 +293,7 @@ async def _connect(host: str, port: int, timeout: float, deadline: float, sessio
     )
 
 
-async def poll(
-    host: str, port: int, *, model: str, timeout: float = 3.0, meter_rate_ms: int = 1000
-) -> ReceiverReading:
+async def poll(host: str, port: int, *, model: str, timeout: float = 3.0, meter_rate_ms: int = 1000) -> ReceiverReading:
     """Read one receiver in one short TCP session (see the module docstring).
 
     ``timeout`` bounds connecting, reading and waiting for the echo of ``METER_RATE 00000``; past it,
@@ -333,3 +335,116 @@ async def poll(
     if session.first_byte_at is not None:
         reading.latency_ms = round((session.first_byte_at - started) * 1000, 1)
     return reading
+
+
+# --------------------------------------------------------------------------------------------------------
+# Network: a long-lived link that follows the device's reports
+# --------------------------------------------------------------------------------------------------------
+
+PROBE_AFTER_SECONDS = 1.0  # quiet this long: ask for DEVICE_ID, so a live but idle device answers something
+SILENCE_SECONDS = 2.5  # quiet this long: the link is dead (the crew sees RX_COM_ERROR within 3 s)
+
+
+class ShureLink:
+    """One long-lived control connection: ``GET 0 ALL`` once, then the device's REPORTs and SAMPLEs.
+
+    Shure devices send a REPORT for every value that changes and a SAMPLE per channel at METER_RATE
+    (protocols.md §1.5), so after the first ALL the link only listens. :meth:`run` connects, reads the
+    ALL reply, then follows until the device closes the link, goes quiet for ``silence_seconds`` (a
+    ``GET 0 DEVICE_ID`` probe goes out after ``PROBE_AFTER_SECONDS`` of quiet, so an idle but living
+    device always has something to say) or the task is cancelled. However it ends, metering is set back
+    to 0 before the close (the QLX-D lock-up, §1.11) and TCP keepalive is on while it lives.
+
+    The caller reads :meth:`take` whenever it likes (from the event loop's thread): the reading of
+    everything reported so far, or None when nothing arrived since the previous one.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        model: str,
+        meter_rate_ms: int = 1000,
+        timeout: float = 3.0,
+        silence_seconds: float = SILENCE_SECONDS,
+    ) -> None:
+        try:
+            spec = shure_model(model)
+        except KeyError:
+            raise ProtocolError(f"{model!r} is not a Shure command-string model") from None
+        self.host, self.port, self.timeout = host, port, timeout
+        self.where = f"{host}:{port}"
+        self.family, self.channels = spec.family, spec.channels
+        self.rate = min(clamp_meter_rate(spec.family, meter_rate_ms), _MAX_METER_RATE)
+        self.silence_seconds = max(silence_seconds, PROBE_AFTER_SECONDS + 0.5)
+        self.session: _Session | None = None
+        self.latency_ms: float | None = None
+        self.ready = False  # the ALL reply is complete: take() has a whole reading to give
+
+    def take(self) -> ReceiverReading | None:
+        """The reading so far if anything arrived since the last call (None otherwise, or before ALL is read)."""
+        session = self.session
+        if session is None or not self.ready or not session.dirty:
+            return None
+        session.dirty = False
+        reading = session.state.reading()
+        reading.latency_ms = self.latency_ms
+        return reading
+
+    async def run(self) -> None:
+        """Connect, read ALL, follow the reports until the link fails; returns only when cancelled.
+
+        Raises:
+            AddressResolutionError, ConnectionTimeoutError: as :func:`poll` does, while connecting.
+            DeviceSilentError: nothing at all within ``timeout`` of connecting, or silence for
+                ``silence_seconds`` later on.
+            ProtocolError: nothing valid, or the device closed the link (a reboot, another client
+                taking the last control slot, a network fault).
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + self.timeout
+        self.ready = False
+        session = self.session = _Session(self.family, self.channels, self.rate)
+        await _connect(self.host, self.port, self.timeout, deadline, session)
+        try:
+            session.send("GET 0 ALL")
+            session.send(f"SET 0 METER_RATE {self.rate:05d}")
+            await session.wait(deadline, lambda: session.rate_confirmed)
+            session.outcome(self.where, self.timeout)
+            if not session.rate_confirmed:
+                raise DeviceSilentError(
+                    f"{self.where}: did not finish its reply to GET 0 ALL within {self.timeout:g} s; {_SILENT_HINT}"
+                )
+            if session.first_byte_at is not None:
+                self.latency_ms = round((session.first_byte_at - started) * 1000, 1)
+            self.ready = True
+            await self._follow(session)
+        except (OSError, UnicodeError, ValueError) as exc:
+            raise ProtocolError(f"{self.where}: {exc}") from None
+        finally:
+            await session.stop_and_close(loop.time())
+
+    async def _follow(self, session: _Session) -> None:
+        loop = asyncio.get_running_loop()
+        probed_at = 0.0
+        while True:
+            quiet_since = session.last_byte_at
+
+            def heard(since: float = quiet_since) -> bool:
+                return session.last_byte_at != since
+
+            await session.wait(quiet_since + PROBE_AFTER_SECONDS, heard)
+            if session.eof:
+                raise ProtocolError(f"{self.where}: closed the connection (device restarted or network fault?)")
+            quiet = loop.time() - session.last_byte_at
+            if quiet >= self.silence_seconds:
+                raise DeviceSilentError(
+                    f"{self.where}: sent nothing for {quiet:.1f} s on a live link (device hung or network fault)"
+                )
+            if quiet >= PROBE_AFTER_SECONDS:
+                if probed_at <= session.last_byte_at:
+                    session.send("GET 0 DEVICE_ID")
+                    probed_at = loop.time()
+                await session.wait(session.last_byte_at + self.silence_seconds, heard)

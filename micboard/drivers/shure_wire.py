@@ -538,9 +538,7 @@ def _sample_ad(tokens: tuple[str, ...]) -> SampleValues:
     if len(tokens) > second_start:
         with contextlib.suppress(ProtocolError):
             sections.append(_ad_rf_section(tokens, second_start))
-    per_antenna = tuple(
-        max(section[i] for section in sections if i < len(section)) for i in range(len(sections[0]))
-    )
+    per_antenna = tuple(max(section[i] for section in sections if i < len(section)) for i in range(len(sections[0])))
     return SampleValues(
         rssi_dbm=tuple(dbm for section in sections for dbm in section),
         audio_dbfs=float(wire_int(tokens[3]) - 120),
@@ -585,12 +583,19 @@ def parse_sample(family: str, tokens: tuple[str, ...]) -> SampleValues:
 # --------------------------------------------------------------------------------------------------------
 
 
+def _is_peak(peak_dbfs: float | None, bitmap: int | None) -> bool:
+    return bool(
+        (peak_dbfs is not None and peak_dbfs >= PEAK_DBFS) or (bitmap is not None and bitmap & _AUDIO_BITMAP_PEAK)
+    )
+
+
 @dataclass(slots=True)
 class _ChannelFacts:
     values: dict[str, Any] = field(default_factory=dict)  # fact -> value; absent = never reported
     rssi: dict[int, float] = field(default_factory=dict)  # antenna (0 = unspecified) -> dBm
     antenna_dbm: dict[int, float] = field(default_factory=dict)  # antenna 1..n -> dBm, when reported apart
     metered: bool = False
+    peaked: bool = False  # a SAMPLE since the last reading() carried a peak (a link reads between SAMPLEs)
 
 
 class ShureState:
@@ -662,10 +667,15 @@ class ShureState:
         if self.family == AXIENT:  # the only layout with a quality field; 255 there means unknown
             facts.values["quality"] = sample.quality
         facts.metered = True
+        facts.peaked = facts.peaked or _is_peak(sample.audio_peak_dbfs, sample.audio_bitmap)
 
     def reading(self) -> ReceiverReading:
-        """A fresh :class:`ReceiverReading` of everything applied so far."""
-        return ReceiverReading(
+        """A fresh :class:`ReceiverReading` of everything applied so far.
+
+        A channel shows a peak when any SAMPLE since the previous reading carried one, so a link that
+        reads a few times a second never misses a peak between two readings.
+        """
+        reading = ReceiverReading(
             family=self.family,
             device_id=self.device.get("device_id"),
             model=self.device.get("model"),
@@ -674,6 +684,9 @@ class ShureState:
             channels={n: self._channel(n, facts) for n, facts in self._channels.items()},
             error_replies=self.error_replies,
         )
+        for facts in self._channels.values():
+            facts.peaked = False
+        return reading
 
     def _channel(self, number: int, facts: _ChannelFacts) -> ChannelReading:
         values = facts.values
@@ -715,10 +728,7 @@ class ShureState:
             antennas=values.get("antennas"),
             audio_dbfs=audio_dbfs,
             audio_percent=audio_percent,
-            audio_peak=bool(
-                (peak_dbfs is not None and peak_dbfs >= PEAK_DBFS)
-                or (bitmap is not None and bitmap & _AUDIO_BITMAP_PEAK)
-            ),
+            audio_peak=facts.peaked or _is_peak(peak_dbfs, bitmap),
             quality=values.get("quality"),
             metered=facts.metered,
         )

@@ -260,18 +260,14 @@ def _seen(at: datetime | None, built_at: datetime | None) -> tuple[str, str]:
     return at.astimezone(UTC).isoformat(timespec="seconds"), text
 
 
-def poll_lock_seconds() -> float:
-    """Lifetime of the poll lock; its holder renews it every quarter of that while it lives."""
-    return max(4.0, 2 * settings.MICBOARD_POLL_INTERVAL)
-
-
 def poller_silence_limit() -> float:
     """Seconds without a heartbeat after which the poller counts as stopped.
 
-    Longer than anything a live poller can take between two heartbeats: waiting for a dead
-    holder's lock to expire, one interval, and one cycle (its polls' time-out plus the driver guard).
+    Link holders beat every second; this is longer than anything a live system can take between two
+    beats: a dead holder's leases lapsing (one lease) before another consumer's holder takes over, one
+    poll time-out, and 3 s of slack (a slow database write).
     """
-    return poll_lock_seconds() + settings.MICBOARD_POLL_INTERVAL + settings.MICBOARD_POLL_TIMEOUT + 3
+    return settings.MICBOARD_LINK_LEASE + settings.MICBOARD_POLL_TIMEOUT + 3
 
 
 class BoardService:
@@ -310,12 +306,12 @@ class BoardService:
 
     @staticmethod
     def record_heartbeat(*, at: float | None = None) -> None:
-        """Called by the poll cycle after every run. Raises: CoordinationError."""
+        """Called by every link holder each second (and by a poll cycle). Raises: CoordinationError."""
         coordination.store().set(HEARTBEAT_KEY, repr(at if at is not None else time.time()))
 
     @staticmethod
     def heartbeat() -> float | None:
-        """When the poller last finished a cycle (epoch seconds), None if never. Raises: CoordinationError."""
+        """When a holder (or poll cycle) last reported in (epoch seconds), None if never. Raises: CoordinationError."""
         beat = coordination.store().get(HEARTBEAT_KEY)
         try:
             return float(beat) if beat is not None else None

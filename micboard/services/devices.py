@@ -25,6 +25,7 @@ from micboard.exceptions import (
 from micboard.metrics import track_service_metrics
 from micboard.models import (
     DRIVER_SHURE_TCP,
+    LINK_POLL,
     AuditEntry,
     Channel,
     GroupSlot,
@@ -77,6 +78,7 @@ class PollTarget:
     model: str
     host: str
     port: int
+    link: str = LINK_POLL  # LINK_PUSH: a long-lived link follows the receiver; LINK_POLL: connect per poll
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,7 @@ class PollOutcome:
     receiver_id: int
     reading: ReceiverReading | None = None
     error: str = ""
+    lost: bool = False  # a live link found the receiver gone: show it offline at once, not after N failures
 
 
 def save_changes(changes: Iterable[tuple[models.Model, Iterable[str]]]) -> None:
@@ -318,13 +321,21 @@ class DeviceService:
         now = now or timezone.now()
         receivers = Receiver.objects.active().select_related("connection").order_by("pk")
         return [
-            PollTarget(r.pk, r.driver, r.model, r.host, r.port)
+            PollTarget(r.pk, r.driver, r.model, r.host, r.port, r.link)
             for r in receivers
             if not (
                 hasattr(r, "connection")
                 and r.connection.next_attempt_at is not None
                 and r.connection.next_attempt_at > now
             )
+        ]
+
+    @staticmethod
+    def link_targets() -> list[PollTarget]:
+        """Every monitored receiver, for the link holders (they keep their own back-off per link)."""
+        return [
+            PollTarget(r.pk, r.driver, r.model, r.host, r.port, r.link)
+            for r in Receiver.objects.active().only("pk", "driver", "model", "host", "port", "link").order_by("pk")
         ]
 
     @staticmethod
@@ -403,7 +414,9 @@ class DeviceService:
             fields: set[str] = set()
             connection = connections[receiver_id]
             if outcome.reading is None:
-                offline = ConnectionHealthService.apply_failure(connection=connection, error=outcome.error, now=now)
+                offline = ConnectionHealthService.apply_failure(
+                    connection=connection, error=outcome.error, now=now, lost=outcome.lost
+                )
                 if offline:
                     _set(receiver, "online", False, fields)
             else:

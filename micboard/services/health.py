@@ -66,8 +66,12 @@ class ConnectionHealthService:
         connection.total_polls += 1
 
     @staticmethod
-    def apply_failure(*, connection: RealTimeConnection, error: str, now: datetime) -> bool:
+    def apply_failure(*, connection: RealTimeConnection, error: str, now: datetime, lost: bool = False) -> bool:
         """Record a failed poll on the (unsaved) connection; the caller saves in bulk.
+
+        Args:
+            lost: a live link saw the receiver go (silent or disconnected for seconds): offline at
+                once, where failed polls count to MICBOARD_OFFLINE_AFTER first.
 
         Returns:
             True when the receiver is now to be shown offline.
@@ -78,7 +82,7 @@ class ConnectionHealthService:
         connection.last_attempt_at = now
         connection.last_error = error[:1000]
         connection.last_error_at = now
-        offline = connection.consecutive_failures >= settings.MICBOARD_OFFLINE_AFTER
+        offline = lost or connection.consecutive_failures >= settings.MICBOARD_OFFLINE_AFTER
         connection.status = Status.FAILED if offline else Status.DEGRADED
         delay = backoff_seconds(connection.consecutive_failures)
         connection.next_attempt_at = now + timedelta(seconds=delay) if delay else None

@@ -58,7 +58,7 @@ class ReceiverSerializer(serializers.ModelSerializer):
     class Meta:
         model = Receiver
         fields = [
-            "id", "name", "manufacturer", "model", "host", "port", "location", "active", "online",
+            "id", "name", "manufacturer", "model", "host", "port", "link", "location", "active", "online",
             "last_seen", "firmware", "device_id", "rf_band", "connection", "channels",
         ]
 
