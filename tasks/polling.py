@@ -33,6 +33,7 @@ class CycleSummary:
     failed: int
     changed: bool
     seconds: float
+    outcomes: tuple[PollOutcome, ...] = ()
 
 
 def _poll_in_background(targets: list[PollTarget], results: queue.SimpleQueue) -> threading.Thread:
@@ -125,4 +126,4 @@ def _run_poll_cycle() -> CycleSummary:
         if outcome.error:
             logger.info("receiver %s: %s", outcome.receiver_id, outcome.error)
     failed = sum(1 for o in outcomes if o.reading is None)
-    return CycleSummary(len(outcomes), failed, changed, time.monotonic() - start)
+    return CycleSummary(len(outcomes), failed, changed, time.monotonic() - start, tuple(outcomes))

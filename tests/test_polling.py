@@ -190,3 +190,22 @@ def test_watchdog_queues_shifts_for_a_consumer_whose_holder_nobody_drives(small_
     links.links_watchdog.call_local()  # nobody drove a holder here for an hour: a new chain of shifts
     assert HUEY.pending_count() == queued + 1
     HUEY.flush()
+
+
+def test_poll_command_checks_the_rack_and_fails_when_a_receiver_does_not_answer(small_rig):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    sim, receivers = small_rig
+    out = StringIO()
+    call_command("poll", stdout=out)
+    text = out.getvalue()
+    assert f"ok      {receivers['ad'].name}" in text and f"ok      {receivers['ulxd'].name}" in text
+    assert "4 channels, 4 transmitters on" in text and "2 polled, 0 failed" in text
+    sim.power_off("ad")
+    out = StringIO()
+    with pytest.raises(CommandError, match="1 receiver"):
+        call_command("poll", stdout=out)
+    assert f"FAILED  {receivers['ad'].name} ({receivers['ad'].address}): " in out.getvalue()
+    assert "connection refused" in out.getvalue()
