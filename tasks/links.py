@@ -404,9 +404,10 @@ class LinkHolder:
 
     async def _stop_all(self) -> None:
         await asyncio.gather(*(self._stop_link(rid) for rid in list(self._links)))
-        for task in asyncio.all_tasks():
-            if task is not asyncio.current_task():
-                task.cancel()
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
 
 # --- Huey: one holder per consumer, driven in shifts ----------------------------------------------------

@@ -206,7 +206,7 @@ def test_a_lost_lease_stops_the_link_and_is_claimed_back_when_free(rig):
     store = coordination.store()
     key = LEASE_PREFIX + str(receivers["ad"].pk)
     store.set(key, "elsewhere:1:1:thief")  # another holder took the lease
-    wait_for(lambda: not open_sessions(sim, "ad"), 3, "close the link whose lease was lost")
+    wait_for(lambda: not open_sessions(sim, "ad"), 5, "close the link whose lease was lost")
     assert receivers["ad"].pk not in driven.holder.held
     store.delete(key)
     wait_for(lambda: open_sessions(sim, "ad") and receivers["ad"].pk in driven.holder.held, 3, "claim it back")

@@ -190,8 +190,9 @@ def test_three_consumers_share_the_receivers_and_survive_one_killed_mid_show(bac
 
     try:
         wait_for(lambda: all(open_now(sim, k) for k in keys), 30, "link every receiver")
-        spread = wait_for(lambda: len(holders()) == 3 and holders(), 20, "spread the receivers over three consumers")
-        assert sorted(spread.values()) == [2, 2, 2], spread
+        spread = wait_for(
+            lambda: sorted(holders().values()) == [2, 2, 2] and holders(), 20, "spread the receivers, two per consumer"
+        )
         victim = next(c for c in consumers if str(c.process.pid) in spread)
         victim.kill()  # SIGKILL mid-show: no clean-up at all
         killed_at = time.time()
