@@ -15,7 +15,7 @@ from tests.factories import make_receiver, pack_on, reading
 
 pytestmark = pytest.mark.django_db
 
-SLOT = re.compile(r'data-channel-id="(\d+)"[^>]*>\s*<header class="tile-head">\s*<span class="tile-slot"[^>]*>(\d+)<')
+SLOT = re.compile(r'data-channel-id="(\d+)"[^>]*>\s*<header>\s*<span class="tile-slot"[^>]*>(\d+)<')
 
 
 def board_numbers(group: str = "") -> dict[int, int]:
