@@ -116,3 +116,35 @@ def test_stopped_poller_is_announced_on_the_board(logged_in, poller, rig):
     expect(age).to_contain_text("no data for 0:")
     first = age.inner_text()
     expect(age).not_to_have_text(first, timeout=3000)  # the age keeps counting between refreshes
+
+
+def test_a_refresh_replaces_only_the_tile_that_changed(logged_in, poller, rig, simulator):
+    """Changed tiles only: the grid and every unchanged tile keep their DOM elements (and JS state)."""
+    page = logged_in
+    lead, second = tile(page, rig["ulxd"], 1), tile(page, rig["ulxd"], 2)
+    expect(lead).to_have_attribute("data-status", "GOOD", timeout=WITHIN_MS)
+    expect(second).to_have_attribute("data-status", "GOOD")
+
+    def not_modified(response):
+        return "/board/grid/" in response.url and response.status == 304
+
+    with page.expect_response(not_modified, timeout=WITHIN_MS):  # the board settled: the marks go on a current grid
+        pass
+    page.evaluate("document.getElementById('board-grid').micboardMark = 'grid'")
+    lead.evaluate("element => { element.micboardMark = 'lead' }")
+    second.evaluate("element => { element.micboardMark = 'second' }")
+
+    def changed_tiles(response):
+        return "/board/grid/" in response.url and response.status == 200 and response.headers.get("hx-reswap") == "none"
+
+    with page.expect_response(changed_tiles, timeout=WITHIN_MS) as answer:
+        simulator.pack_off("ulxd", 1)
+    assert 'id="board-grid"' not in answer.value.text()
+    expect(lead).to_have_attribute("data-status", "PREV_GOOD", timeout=WITHIN_MS)
+    expect(lead).to_contain_text("Lead Vox")
+    assert lead.evaluate("element => element.micboardMark === undefined")  # the changed tile is a new element
+    assert second.evaluate("element => element.micboardMark") == "second"  # the others were not touched
+    assert page.evaluate("document.getElementById('board-grid').micboardMark") == "grid"
+    expect(page.locator("article.tile")).to_have_count(8)
+    with page.expect_response(not_modified, timeout=WITHIN_MS):  # and the screen is current again
+        pass

@@ -30,13 +30,14 @@ def test_benchmark_prints_figures_and_removes_what_it_created():
     # Poll row: receivers, channels, first cycle, cycle median / p95, latency median / p95, SQL, failed.
     assert re.search(rf"^\s+1\s+4\s+{NUMBER}\s+{NUMBER} / {NUMBER}\s+{NUMBER} / {NUMBER}\s+\d+\S*\s+\d+/1$", out, re.M)
     assert re.search(rf"^\s+4\s+304, ETag current\s+{NUMBER} / {NUMBER}\s+\d+", out, re.M)
-    for path in ("200 after bump_version", "200, another screen rendered it", "grid partial render only"):
+    for path in ("200, 4 tiles changed: only those", "200, 4 tiles changed: whole grid",
+                 "200, another screen rendered it", "tile renders, all new"):
         assert re.search(rf"{re.escape(path)}.*\s{NUMBER} / {NUMBER}\s+\d+\S*\s+{NUMBER}$", out, re.M), path
     assert re.search(rf"peak RSS after the board section\s+{NUMBER} MB", out)
     assert re.search(rf"tracemalloc peak, board section\s+{NUMBER} MB", out)
     # QueryAnalyzer's findings: the board's rebuild reads its tiles without a query per tile.
     assert "Queries: N+1 suspects, duplicates and slow queries" in out
-    assert re.search(r"board refresh after bump_version, 4 tiles .*\n\s+no slow, duplicated or N\+1", out)
+    assert re.search(r"board refresh, 4 tiles changed, 4 tiles .*\n\s+no slow, duplicated or N\+1", out)
 
     assert list(user_model.objects.all()) == [someone]
     assert not Session.objects.exists()

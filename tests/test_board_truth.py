@@ -15,7 +15,7 @@ from tests.factories import make_receiver, pack_on, reading
 
 pytestmark = pytest.mark.django_db
 
-SLOT = re.compile(r'data-channel-id="(\d+)"[^>]*>\s*<header class="tile-head">\s*<span class="tile-slot"[^>]*>(\d+)<')
+SLOT = re.compile(r'data-channel-id="(\d+)"[^>]*>\s*<header>\s*<span class="tile-slot"[^>]*>(\d+)<')
 
 
 def board_numbers(group: str = "") -> dict[int, int]:
@@ -280,10 +280,9 @@ def test_audio_peak_is_told_from_critical_by_a_badge():
     DeviceService.record_poll_results(
         outcomes=[PollOutcome(rx.pk, reading=reading(pack_on(1, peak=True), pack_on(2, bars=1)))]
     )
-    from django.template.loader import render_to_string
+    from web.board_tiles import TileRenders
 
-    board = BoardService.board()
-    html = render_to_string("micboard/board.html#grid", {"board": board})
+    html = "".join(TileRenders.all(BoardService.board()))
     peak, critical = html.split("<article")[1:3]
     assert 'data-status="AUDIO_PEAK"' in peak and ">Peak</span>" in peak
     assert 'data-status="CRITICAL"' in critical and ">Peak</span>" not in critical

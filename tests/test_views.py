@@ -271,8 +271,9 @@ def test_axient_tile_shows_one_rf_meter_per_antenna(admin_client, rig):
     BoardService.bump_version()
     html = admin_client.get(reverse("board")).content.decode()
     tile = tile_parser(html, ad.channels.get(number=1))
-    assert tile.meters == [("RF antenna A, active", "72"), ("RF antenna B, inactive", "65"), ("Audio level", "80")]
-    assert tile.levels == ["lvl-14", "lvl-13", "lvl-16"]  # drawn to the nearest 5 %, like the single RF meter
+    # Levels as drawn (5 % steps, half up: the transmitter said 72 % and 65 %), read out as drawn.
+    assert tile.meters == [("RF antenna A, active", "70"), ("RF antenna B, inactive", "65"), ("Audio level", "80")]
+    assert tile.levels == ["lvl-14", "lvl-13", "lvl-16"]
     # A family with one RF figure keeps its single meter.
     assert tile_meters(html, rig.channels.get(number=1))[0] == ("RF level", "75")
 
@@ -308,7 +309,8 @@ def test_rendered_boards_do_not_grow_with_versions(admin_client, rig, settings):
         BoardService.bump_version()
         for group in ("", "band", "cast"):
             assert grid(admin_client, group=group).status_code == 200
-    # Besides a board and a grid per group: this process's service metrics, the list of processes
-    # with metrics, and the receivers' health summary (one entry each, whatever the version).
-    assert cache_entries(settings) <= 2 * 3 + 3
+    # Besides a board, a grid and the recent snapshots (web/board_tiles.py) per group: this process's
+    # service metrics, the list of processes with metrics, and the receivers' health summary (one
+    # entry each, whatever the version).
+    assert cache_entries(settings) <= 3 * 3 + 3
     assert BoardService.staleness() == ""  # and the poller's own state is where it was

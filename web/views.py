@@ -27,9 +27,12 @@ from micboard.models import Receiver
 from micboard.services import BoardService
 from micboard.services.board import BoardData, poller_silence_limit
 from web.access import access_of, viewer_required
+from web.board_tiles import Snapshot, Snapshots, TileRenders, out_of_band
 
 GRID_KEY = "micboard:board:grid:{group}"  # cache: the latest rendered grid of a group (one entry each)
 GRID_TIMEOUT = 24 * 3600  # seconds; the ETag inside the entry decides whether it is current
+GRID_TEMPLATE = "micboard/board.html#grid"
+STATE_HEADER = "X-Board-State"  # the snapshot id of the grid the client shows (static/js/board.js)
 
 
 def _group_url(name: str, slug: str) -> str:
@@ -64,8 +67,21 @@ def _etag(board: BoardData, stale: bool, since: str, *, tag: str = "b") -> str:
     return f'"{tag}-{board.version}-{board.group}-{since if stale else 0}"'
 
 
-def _board_context(board: BoardData, *, stale: bool, since: str, etag: str) -> dict:
-    """What the page and the grid partial show. Nothing user-specific: the grid is shared."""
+def _receivers_down(board: BoardData) -> list[str]:
+    return sorted({t.receiver_name for t in board.tiles if t.offline})
+
+
+def _snapshot(board: BoardData, *, stale: bool, since: str) -> Snapshot:
+    """What a grid of this board shows, by digest (``web.board_tiles``)."""
+    return Snapshot.of(board, stale=stale and not board.degraded, since=since, receivers_down=_receivers_down(board))
+
+
+def _board_context(board: BoardData, *, stale: bool, since: str, etag: str, state: str = "") -> dict:
+    """What the page and the grid partial show. Nothing user-specific: the grid is shared.
+
+    ``state`` is the grid's snapshot id, which the next refresh sends back ("" when there is none to
+    compare with: the coordination store is down).
+    """
     return {
         "board": board,
         "groups": [
@@ -82,7 +98,9 @@ def _board_context(board: BoardData, *, stale: bool, since: str, etag: str) -> d
         "refresh_seconds": settings.MICBOARD_REFRESH_INTERVAL,
         "updated_at": board.updated_at,
         "login_url": reverse(settings.LOGIN_URL),
-        "receivers_down": sorted({t.receiver_name for t in board.tiles if t.offline}),
+        "receivers_down": _receivers_down(board),
+        "state": state,
+        "tiles_html": TileRenders.all(board),
     }
 
 
@@ -105,7 +123,8 @@ def board(request: HttpRequest) -> HttpResponse:
     if isinstance(data, HttpResponse):
         return data
     stale, since = _poller_stale()
-    context = _board_context(data, stale=stale, since=since, etag=_etag(data, stale, since))
+    state = _record(data, stale, since)
+    context = _board_context(data, stale=stale, since=since, etag=_etag(data, stale, since), state=state)
     scope = access_of(request).scope
     if scope is not None:
         context["groups"] = [g for g in context["groups"] if g["slug"] == scope.slug]
@@ -186,24 +205,103 @@ def shared_render(
     return response
 
 
+def _record(board: BoardData, stale: bool, since: str) -> str:
+    """Keep this board's snapshot among the group's recent ones; its id ("" with no version to key on)."""
+    if not board.version:
+        return ""
+    snapshot = _snapshot(board, stale=stale, since=since)
+    Snapshots.record(group=board.group, snapshot=snapshot)
+    return snapshot.id
+
+
+def _if_none_match(request: HttpRequest) -> list[str]:
+    return [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]
+
+
+def _grid_headers(response: HttpResponse, etag: str) -> HttpResponse:
+    if etag:
+        response["ETag"] = etag
+    response["Cache-Control"] = "no-cache, private"
+    response["Vary"] = f"Cookie, HX-Request, {STATE_HEADER}"
+    return response
+
+
+def _changed_tiles(
+    data: BoardData, changed: list[int], *, banners: bool, stale: bool, since: str, etag: str, state: str
+) -> HttpResponse:
+    """The changed tiles (and banners, when they changed) as out-of-band swaps by id, with the new ETag and state."""
+    context = {
+        "board": data,
+        "oob": True,
+        "etag": etag,
+        "state": state,
+        "updated_at": data.updated_at,
+        "banners_changed": banners,
+        "stale": stale and not data.degraded,
+        "stale_since": since,
+        "stale_since_text": _clock_time(since),
+        "receivers_down": _receivers_down(data),
+        "tiles_html": [out_of_band(TileRenders.html(tile=data.tiles[i], state=data.states[i])) for i in changed],
+    }
+    response = HttpResponse(render_to_string("micboard/board.html#changes", context))
+    response["HX-Reswap"] = "none"  # the grid stays; its changed tiles, banners and bookkeeping swap by id
+    return response
+
+
 @require_GET
 @viewer_required
 def board_grid(request: HttpRequest) -> HttpResponse:
-    """The tile grid alone, for HTMX refreshes; 304 with no body when the client's copy is current.
+    """A refresh of the tile grid: 304, only the changed tiles, or the whole grid.
 
-    Every screen shares one render per board version and group (kept in the cache, one entry per
-    group). With the coordination store down there is no version: the grid is rendered from the
-    database on every refresh, without an ETag, and says that live updates are impaired.
+    - 304 with no body when If-None-Match holds the current ETag (one coordination read, no SQL).
+    - An HTMX refresh whose ``X-Board-State`` names a recent snapshot of this group with the same
+      frame gets only the tiles whose state changed (plus the banners when they changed and the
+      new ETag and state in ``#board-meta``), as out-of-band swaps with ``HX-Reswap: none``: the
+      grid element and every unchanged tile stay in the page (``web.board_tiles``).
+    - Anything else gets the whole grid, rendered once per board version and group and shared by
+      every screen (kept in the cache, one entry per group), its tiles from the per-state renders.
+    With the coordination store down there is no version: the grid is rendered from the database on
+    every refresh, without an ETag, and says that live updates are impaired.
+    A group deleted meanwhile: HTMX gets ``HX-Redirect`` to All with a notice; anything else a 404.
     """
-    return shared_render(
-        request,
-        page="board",
-        group=request.GET.get("group", ""),
-        template="micboard/board.html#grid",
-        key=GRID_KEY,
-        tag="b",
-        context=_board_context,
-    )
+    group = request.GET.get("group", "")
+    stale, since = _poller_stale()
+    try:
+        version = BoardService.version()
+    except CoordinationError:
+        version = ""
+    etag = f'"b-{version}-{group}-{since if stale else 0}"' if version else ""
+    if etag and etag in _if_none_match(request):
+        return _grid_headers(HttpResponseNotModified(), etag)
+    cache_key = GRID_KEY.format(group=group)
+    if etag and not request.headers.get(STATE_HEADER):
+        hit, html = versioned_get(cache_key, version=etag)  # one slot per group, tagged with its ETag
+        if hit:
+            return _grid_headers(HttpResponse(html), etag)
+    data = _refresh_board(request, group, page="board")
+    if isinstance(data, HttpResponse):
+        return data
+    if not data.version:
+        html = render_to_string(GRID_TEMPLATE, _board_context(data, stale=stale, since=since, etag=""))
+        return _grid_headers(HttpResponse(html), "")
+    etag = _etag(data, stale, since)  # the version the tiles were built for
+    snapshot = _snapshot(data, stale=stale, since=since)
+    ring = Snapshots.record(group=data.group, snapshot=snapshot)
+    delta = Snapshots.changes(ring=ring, since=request.headers.get(STATE_HEADER, ""), current=snapshot)
+    if request.htmx and delta is not None:
+        changed, banners = delta
+        response = _changed_tiles(
+            data, changed, banners=banners, stale=stale, since=since, etag=etag, state=snapshot.id
+        )
+        response = _grid_headers(response, etag)
+        response["Cache-Control"] = "no-store"  # relative to this client's state: nobody else's answer
+        return response
+    hit, html = versioned_get(cache_key, version=etag)
+    if not hit:
+        context = _board_context(data, stale=stale, since=since, etag=etag, state=snapshot.id)
+        html = render_to_string(GRID_TEMPLATE, context)
+        versioned_set(cache_key, html, version=etag, timeout=GRID_TIMEOUT)
+    return _grid_headers(HttpResponse(html), etag)
 
 
 def _check(fn) -> str:

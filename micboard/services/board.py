@@ -12,6 +12,7 @@ culled entry, a cache that is down) only costs a rebuild from the database.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -129,6 +130,35 @@ class BoardData:
     tiles: tuple[Tile, ...]
     updated_at: str  # ISO time the data was built
     degraded: str = ""  # why live updates are impaired (coordination store down); "" when all is well
+    states: tuple[str, ...] = ()  # tile_state() of each tile, in order (computed once, when the board is built)
+
+
+STATE_CHARS = 16  # length of a tile_state(): 8 bytes of BLAKE2b as hex
+
+
+def tile_state(tile: Tile) -> str:
+    """A digest of everything a tile shows (its displayed state), the same in every process.
+
+    Tiles hold values already quantised to what a tile shows (``level()``, whole dBm, minutes), so
+    a meter moving within its 5 % step or a signal moving by a fraction of a dBm is the same
+    state. Two tiles with one state render to the same HTML: renders are cached by this digest, and
+    a refresh compares digests to send only the tiles that changed (``web/board_tiles.py``).
+    """
+    return hashlib.blake2b(repr(tile).encode(), digest_size=STATE_CHARS // 2).hexdigest()
+
+
+def level(percent: int | None) -> int | None:
+    """A meter's percentage in the 5 % steps a meter draws (half-up): 72 -> 70, 73 -> 75; None stays None."""
+    if percent is None:
+        return None
+    return min(100, max(0, 5 * ((int(percent) * 2 + 5) // 10)))
+
+
+def whole_dbm(dbm: float | None) -> float | None:
+    """An RF level in the whole dBm a tile prints (half away from zero): -55.4 -> -55.0, -55.5 -> -56.0."""
+    if dbm is None:
+        return None
+    return float(int(dbm - 0.5) if dbm < 0 else int(dbm + 0.5))
 
 
 def runtime_text(minutes: int | None, state: str = "") -> str:
@@ -143,15 +173,18 @@ def runtime_text(minutes: int | None, state: str = "") -> str:
 
 
 def antenna_levels(text: str) -> tuple[int, ...]:
-    """Parse ``Transmitter.rf_antennas``: ``"72,65"`` -> ``(72, 65)``; empty or malformed -> ``()``."""
+    """``Transmitter.rf_antennas`` as meter levels: ``"72,65"`` -> ``(70, 65)``; empty or malformed -> ``()``."""
     parts = text.split(",") if text else []
     if not all(p.isascii() and p.isdigit() for p in parts):
         return ()
-    return tuple(min(100, int(p)) for p in parts)
+    return tuple(level(int(p)) for p in parts)
 
 
 def tile_for_channel(channel: Channel, *, slot: int, built_at: datetime | None = None) -> Tile:
     """Build the tile of one channel (its relations must be loaded: see ``for_board()``).
+
+    Meters and the RF level are quantised to what the tile shows (``level()``, ``whole_dbm()``), so
+    the tile (and its ``tile_state()``) changes only when its screen would.
 
     Args:
         slot: the tile number shown (``Channel.board_position`` on "All", ``GroupSlot.position`` in a group).
@@ -215,9 +248,9 @@ def tile_for_channel(channel: Channel, *, slot: int, built_at: datetime | None =
         battery_type=(tx.battery_type if tx and (live or prev or battery_stale) else ""),
         runtime_text=runtime,
         runtime_minutes=minutes,
-        rf_percent=tx.rf_percent if tx and online else None,
-        rf_dbm=tx.rf_dbm if tx and online else None,
-        audio_percent=tx.audio_percent if tx and online else None,
+        rf_percent=level(tx.rf_percent) if tx and online else None,
+        rf_dbm=whole_dbm(tx.rf_dbm) if tx and online else None,
+        audio_percent=level(tx.audio_percent) if tx and online else None,
         antennas=tx.antennas if tx and online else "",
         rf_antennas=antenna_levels(tx.rf_antennas) if tx and online else (),
         frequency_mhz=channel.frequency_mhz,
@@ -392,4 +425,5 @@ class BoardService:
             groups=groups,
             tiles=tiles,
             updated_at=now.isoformat(timespec="seconds"),
+            states=tuple(tile_state(t) for t in tiles),
         )

@@ -1,5 +1,5 @@
-/* micboard board: "Updated N s ago", connection banner, keyboard shortcuts.
-   Plain ES2017, no dependencies besides htmx. Safe to load on pages without a board. */
+/* micboard board: refreshes that send back what the screen shows, "Updated N s ago", connection banner,
+   keyboard shortcuts. Plain ES2017, no dependencies besides htmx. Safe to load on pages without a board. */
 (function () {
   "use strict";
 
@@ -9,6 +9,9 @@
   var lastAnswer = Date.now(); // last HTTP answer of any kind: the server is reachable, even when it refuses
 
   function grid() { return document.getElementById(GRID_ID); }
+  // The grid's bookkeeping (ETag, snapshot id, when the data was built): a refresh that sends only
+  // the changed tiles replaces it out of band, the grid element itself stays.
+  function meta() { return document.getElementById("board-meta"); }
   function banner() { return document.getElementById("connection-banner"); }
 
   function isGridRequest(evt) {
@@ -73,7 +76,8 @@
     if (!g || !out) { return; }
     // A 304 confirms the shown data is current (a stopped poller changes the ETag and
     // brings the stale banner), so the age counts from the last answer, not the last change.
-    var changed = Date.parse(g.getAttribute("data-updated-at") || "") - skewMs;
+    var m = meta();
+    var changed = Date.parse((m && m.getAttribute("data-updated-at")) || "") - skewMs;
     var when = isNaN(changed) ? lastContact : Math.max(changed, lastContact);
     var age = Math.max(0, Math.round((Date.now() - when) / 1000));
     out.textContent = "Updated " + formatAge(age);
@@ -161,6 +165,17 @@
     showBanner("Server unreachable — board not updating");
   }
 
+  // Each refresh says what this screen shows: the ETag (304 when the board is unchanged) and the
+  // snapshot id of its tiles (the server then sends only the tiles that changed since).
+  document.addEventListener("htmx:configRequest", function (evt) {
+    if (!isGridRequest(evt)) { return; }
+    var m = meta();
+    var etag = m && m.getAttribute("data-etag");
+    var state = m && m.getAttribute("data-state");
+    if (etag) { evt.detail.headers["If-None-Match"] = etag; }
+    if (state) { evt.detail.headers["X-Board-State"] = state; }
+  });
+
   document.addEventListener("htmx:sendError", onFailure);
   document.addEventListener("htmx:responseError", onFailure);
   document.addEventListener("htmx:timeout", onFailure);
@@ -179,12 +194,13 @@
     try { return new URL(path, window.location.href).pathname; } catch (e) { return ""; }
   }
 
-  // Only a grid may replace the grid: a redirected refresh (expired session -> login page)
-  // reloads the page instead, anything else counts as a failed refresh.
+  // Only a grid (or the changed tiles, which come with the grid's bookkeeping) may replace the grid:
+  // a redirected refresh (expired session -> login page) reloads the page instead, anything else
+  // counts as a failed refresh.
   document.addEventListener("htmx:beforeSwap", function (evt) {
     if (!isGridRequest(evt) || !evt.detail.shouldSwap) { return; }
     var body = typeof evt.detail.serverResponse === "string" ? evt.detail.serverResponse : "";
-    if (body.indexOf('id="' + GRID_ID + '"') !== -1) { return; }
+    if (body.indexOf('id="' + GRID_ID + '"') !== -1 || body.indexOf('id="board-meta"') !== -1) { return; }
     evt.detail.shouldSwap = false;
     var info = evt.detail.pathInfo || {};
     if (info.responsePath && info.requestPath && pathname(info.responsePath) !== pathname(info.requestPath)) {
@@ -194,7 +210,10 @@
     evt.detail.isError = true; // -> htmx:responseError -> banner
   });
 
-  document.addEventListener("htmx:afterSwap", function () { fit(); tick(); });
+  // Once per refresh: the grid's own swap (a whole grid) or its settle after out-of-band swaps.
+  document.addEventListener("htmx:afterSettle", function (evt) {
+    if (evt.target && evt.target.id === GRID_ID) { fit(); tick(); }
+  });
   window.addEventListener("resize", fit);
 
   // Keys 1-9: n-th group tab, 0: All (micboard's shortcuts).

@@ -29,13 +29,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
-from django.template.loader import get_template
-from django.test import Client, RequestFactory
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from micboard import coordination
-from micboard.models import AuditEntry, Manufacturer, RealTimeConnection, Receiver
+from micboard.models import AuditEntry, Manufacturer, RealTimeConnection, Receiver, Transmitter
 from micboard.query_optimization import QueryAnalyzer
 from micboard.services import BoardService, DeviceService, RoleService
 from micboard.services.board import HEARTBEAT_KEY
@@ -43,7 +42,10 @@ from micboard.services.roles import VIEWER
 from micboard.simulators.rig import RigChannel, RigDevice
 from micboard.simulators.shure import SimulatedShureDevice, SimulatorThread
 from tasks.polling import run_poll_cycle
-from web.views import _board_context, _etag
+from web.board_tiles import TileRenders
+from web.views import STATE_HEADER
+
+CHANGED_TILES = 4  # tiles changed between two refreshes in the changed-board figures
 
 # Receiver models of the benchmark rig, used in turn; both have four channels with a bodypack each.
 MODELS = (("AD4Q", "ADX2"), ("ULXD4Q", "ULXD2"))
@@ -210,8 +212,8 @@ class Command(BaseCommand):
             help="poll-cycle sizes: simulated receivers (AD4Q and ULXD4Q in turn, 4 channels each; default 6 24 48)",
         )
         parser.add_argument(
-            "--channels", nargs="+", type=int, default=[16, 64, 128], metavar="C",
-            help="board sizes in channels (rounded up to whole receivers; default 16 64 128)",
+            "--channels", nargs="+", type=int, default=[16, 64, 256], metavar="C",
+            help="board sizes in channels (rounded up to whole receivers; default 16 64 256)",
         )
         parser.add_argument(
             "--repeat", type=int, default=10, metavar="R", help="measured poll cycles per size (default 10)"
@@ -287,6 +289,7 @@ class _Run:
         self.user = None
         self.client: Client | None = None
         self.traced_peak = 0
+        self.changing: list[int] = []  # transmitters whose tiles change in the changed-board figures
         self.analyses: list[tuple[str, QueryAnalyzer]] = []  # (what was measured, its queries) for the findings
 
     # ------------------------------------------------------------ set-up and clean-up
@@ -449,18 +452,25 @@ class _Run:
         self.client.force_login(self.user)
         self.out("")
         self.out(self.style.MIGRATE_HEADING("Board refresh: GET /board/grid/ through Django's test Client, logged in"))
-        self.out(f"  {'tiles':>5}  {'path':<36} {'ms':>15}  {'SQL':>9}  {'KB':>6}")
+        self.out(f"  {'tiles':>5}  {'path':<40} {'ms':>15}  {'SQL':>9}  {'KB':>6}")
         for channels in self.board_sizes:
             self.measure_board(channels)
         self.out("  SQL: queries per request (median, or median/max), the login's session and user lookups included")
-        self.out("  render only: template.render() of the grid partial from a cached BoardData, no view or middleware")
-        self.out("  KB: body of a 200 (the render is the same HTML)")
+        self.out(f"  {CHANGED_TILES} tiles changed: their audio levels written to the database, then bump_version")
+        self.out("    (what a poll that changed them does); the screen sends back its ETag and snapshot id (board.js)")
+        self.out("  only those: the changed tiles as out-of-band swaps (the board is rebuilt from the database once")
+        self.out("    per version, its unchanged tiles' renders come from the per-state cache)")
+        self.out("  whole grid: a screen without a known snapshot (first load, too far behind, no JavaScript)")
+        self.out("  tile renders, all new: every tile rendered from its template (an empty render cache)")
+        self.out("  KB: body of the answer")
 
-    def grid(self, etag: str = ""):
-        """GET the grid as htmx does, optionally with the ETag of the client's copy."""
+    def grid(self, etag: str = "", state: str = ""):
+        """GET the grid as htmx and board.js do, optionally with the client's ETag and snapshot id."""
         headers = {"HX-Request": "true"}
         if etag:
             headers["If-None-Match"] = etag
+        if state:
+            headers[STATE_HEADER] = state
         return self.client.get(reverse("board-grid"), headers=headers)
 
     @staticmethod
@@ -469,52 +479,83 @@ class _Run:
             raise CommandError(f"/board/grid/ answered {response.status_code} where {status} was expected")
         return response
 
+    @staticmethod
+    def state_of(response) -> str:
+        """The snapshot id a grid or a changed-tiles answer carries (``#board-meta[data-state]``)."""
+        body = response.content.decode()
+        start = body.index('data-state="', body.index('id="board-meta"')) + len('data-state="')
+        return body[start : body.index('"', start)]
+
+    def change_tiles(self, step: int) -> None:
+        """Give CHANGED_TILES tiles another audio level (20 % or 60 % in turn) and bump the version, as a poll would."""
+        Transmitter.objects.filter(pk__in=self.changing).update(audio_percent=20 if step % 2 else 60)
+        BoardService.bump_version()
+
     def measure_board(self, channels: int) -> None:
         tiles = self.set_board_size(channels)
         BoardService.record_heartbeat()  # keeps the stale flag (part of the ETag) steady while measuring
         self.heartbeat_ours = coordination.store().get(HEARTBEAT_KEY)
-        etag = self.expect(self.grid(), 200)["ETag"]
+        active = [r.pk for r in self.mine[: math.ceil(channels / CHANNELS_PER_RECEIVER)]]
+        # One channel of each of CHANGED_TILES receivers, spread over the board.
+        pks = list(Transmitter.objects.filter(channel__receiver__in=active, channel__number=1)
+                   .order_by("channel__board_position").values_list("pk", flat=True))
+        self.changing = pks[:: max(1, len(pks) // CHANGED_TILES)][:CHANGED_TILES]
+        first = self.expect(self.grid(), 200)
+        etag, state = first["ETag"], self.state_of(first)
 
         not_modified = _Measured()
         for _ in range(self.requests):
-            self.expect(not_modified.run(lambda: self.grid(etag)), 304)
+            self.expect(not_modified.run(lambda: self.grid(etag, state)), 304)
 
-        rebuilt = _Measured()
+        changed = _Measured()
+        delta_size = 0
+        for step in range(self.requests):
+            self.change_tiles(step)
+            answer = self.expect(changed.run(lambda e=etag, s=state: self.grid(e, s)), 200)
+            if answer.get("HX-Reswap") != "none":
+                raise CommandError(f"a refresh with {CHANGED_TILES} tiles changed got the whole grid")
+            etag, state, delta_size = answer["ETag"], self.state_of(answer), len(answer.content)
+
+        whole = _Measured()
         size = 0
-        for _ in range(self.requests):
-            BoardService.bump_version()
-            size = len(self.expect(rebuilt.run(lambda: self.grid(etag)), 200).content)
+        for step in range(self.requests):
+            self.change_tiles(step + 1)
+            size = len(self.expect(whole.run(self.grid), 200).content)
 
         cached = _Measured()
         for _ in range(self.requests):
             self.expect(cached.run(self.grid), 200)
 
-        template = get_template("micboard/board.html#grid")
-        request = RequestFactory().get(reverse("board-grid"), headers={"HX-Request": "true"})
-        request.user = self.user
         board = BoardService.board()
-        context = _board_context(board, stale=False, since="", etag=_etag(board, False, ""))
+
+        def render_all() -> None:
+            TileRenders.clear()
+            TileRenders.all(board)
+
         rendered = _Measured()
         for _ in range(self.requests):
-            rendered.run(lambda: template.render(context, request))
+            rendered.run(render_all)
 
         def one_of_each() -> None:
-            current = self.expect(self.grid(), 200)["ETag"]
-            self.expect(self.grid(current), 304)
-            BoardService.bump_version()
-            self.expect(self.grid(current), 200)
-            template.render(context, request)
+            current = self.expect(self.grid(), 200)
+            self.expect(self.grid(current["ETag"]), 304)
+            self.change_tiles(0)
+            self.expect(self.grid(current["ETag"], self.state_of(current)), 200)
+            render_all()
 
         traced = self.traced(one_of_each)
         self.traced_peak = max(self.traced_peak, traced)
 
-        self.analyses.append((f"board refresh after bump_version, {tiles} tiles (the last measured)", rebuilt.last))
+        self.analyses.append((f"board refresh, {CHANGED_TILES} tiles changed, {tiles} tiles (the last measured)",
+                              changed.last))
         kb = f"{size / 1024:.1f}"
-        self.out(f"  {tiles:>5}  {'304, ETag current':<36} {not_modified.row()}  {'0':>6}")
-        self.out(f"  {'':>5}  {'200 after bump_version (DB rebuild)':<36} {rebuilt.row()}  {kb:>6}")
-        self.out(f"  {'':>5}  {'200, another screen rendered it':<36} {cached.row()}  {kb:>6}")
-        self.out(f"  {'':>5}  {'grid partial render only':<36} {rendered.row()}  {kb:>6}")
-        self.out(f"  {'':>5}  {'tracemalloc peak, one of each above':<36} {f'{traced / 1024:.0f} KB':>15}")
+        self.out(f"  {tiles:>5}  {'304, ETag current':<40} {not_modified.row()}  {'0':>6}")
+        self.out(f"  {'':>5}  {f'200, {CHANGED_TILES} tiles changed: only those':<40} {changed.row()}  "
+                 f"{delta_size / 1024:>6.1f}")
+        self.out(f"  {'':>5}  {f'200, {CHANGED_TILES} tiles changed: whole grid':<40} {whole.row()}  {kb:>6}")
+        self.out(f"  {'':>5}  {'200, another screen rendered it':<40} {cached.row()}  {kb:>6}")
+        self.out(f"  {'':>5}  {'tile renders, all new':<40} {rendered.row()}  {kb:>6}")
+        self.out(f"  {'':>5}  {'tracemalloc peak, one of each above':<40} {f'{traced / 1024:.0f} KB':>15}")
 
     @staticmethod
     def traced(fn: Callable[[], object]) -> int:
