@@ -21,14 +21,16 @@ def test_benchmark_prints_figures_and_removes_what_it_created():
     someone = user_model.objects.create_user("someone")
     buf = io.StringIO()
 
-    call_command("benchmark", receivers=[1], channels=[4], repeat=1, requests=2, stdout=buf)
+    call_command("benchmark", receivers=[1], channels=[4], repeat=1, requests=2, link_seconds=1, stdout=buf)
 
     out = buf.getvalue()
-    for title in ("micboard benchmark", "Poll cycle", "Board refresh", "Memory"):
+    for title in ("micboard benchmark", "Poll cycle", "Live links", "Board refresh", "Memory"):
         assert title in out
     assert "MICBOARD_METER_RATE_MS=100" in out and re.search(r"database   (sqlite|postgresql) ", out)
     # Poll row: receivers, channels, first cycle, cycle median / p95, latency median / p95, SQL, failed.
     assert re.search(rf"^\s+1\s+4\s+{NUMBER}\s+{NUMBER} / {NUMBER}\s+{NUMBER} / {NUMBER}\s+\d+\S*\s+\d+/1$", out, re.M)
+    # Link row: receivers, channels, CPU ms/s, flush median/p95, flushes/s, readings/s, errors (none).
+    assert re.search(rf"^\s+1\s+4\s+{NUMBER}\s+{NUMBER}/{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+0$", out, re.M)
     assert re.search(rf"^\s+4\s+304, ETag current\s+{NUMBER} / {NUMBER}\s+\d+", out, re.M)
     for path in ("200, 4 tiles changed: only those", "200, 4 tiles changed: whole grid",
                  "200, another screen rendered it", "tile renders, all new"):

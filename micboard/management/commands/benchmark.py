@@ -34,6 +34,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from micboard import coordination
+from micboard.management.commands import _bench_live as live
 from micboard.models import AuditEntry, Manufacturer, RealTimeConnection, Receiver, Transmitter
 from micboard.query_optimization import QueryAnalyzer
 from micboard.services import BoardService, DeviceService, RoleService
@@ -223,6 +224,10 @@ class Command(BaseCommand):
             help="measured requests (or renders) per board figure (default 50)",
         )
         parser.add_argument(
+            "--link-seconds", type=float, default=10.0, metavar="S",
+            help="seconds the live links are measured per board size (default 10)",
+        )
+        parser.add_argument(
             "--poll-timeout", type=float, default=3.0, metavar="S",
             help="MICBOARD_POLL_TIMEOUT for the run, seconds (default 3)",
         )
@@ -261,6 +266,7 @@ class Command(BaseCommand):
             _Run(
                 self, receivers=receivers, boards=boards, repeat=repeat, requests=requests,
                 poll_timeout=options["poll_timeout"], mode=mode, existing=existing,
+                link_seconds=options["link_seconds"],
             ).execute()
         finally:
             request_log.setLevel(level)
@@ -272,8 +278,11 @@ class Command(BaseCommand):
 class _Run:
     """One benchmark run: set-up, the two sections, and a clean-up that always happens."""
 
-    def __init__(self, command: Command, *, receivers, boards, repeat, requests, poll_timeout, mode, existing):
+    def __init__(
+        self, command: Command, *, receivers, boards, repeat, requests, poll_timeout, mode, existing, link_seconds
+    ):
         self.out = command.line
+        self.link_seconds = link_seconds
         self.style = command.style
         self.receiver_sizes = receivers
         self.board_sizes = boards
@@ -308,9 +317,11 @@ class _Run:
             settings.MICBOARD_POLL_TIMEOUT = self.poll_timeout
             if TEST_HOST not in settings.ALLOWED_HOSTS and "*" not in settings.ALLOWED_HOSTS:
                 settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, TEST_HOST]
+            self.show_meter_rate = saved["MICBOARD_METER_RATE_MS"]
             self.simulator.start()
             self.header()
             self.poll_section()
+            self.link_section()
             self.board_section()
             self.memory_section()
             self.query_section()
@@ -434,12 +445,46 @@ class _Run:
         self.out("  SQL/cycle: median, or median/max when it varies; failed: failed polls / polls")
         self.rss_after_poll = _maxrss_kb()
 
-    def set_board_size(self, channels: int) -> int:
-        """Exactly the first ceil(C/4) benchmark receivers active and freshly polled; returns the tile count."""
-        count = math.ceil(channels / CHANNELS_PER_RECEIVER)
+    def activate(self, count: int) -> None:
+        """Exactly the first ``count`` benchmark receivers monitored."""
         self.add_receivers(count)
         DeviceService.set_active(receivers=self.mine[count:], active=False)
         DeviceService.set_active(receivers=self.mine[:count], active=True)
+
+    def link_section(self) -> None:
+        seconds = self.link_seconds
+        self.out("")
+        self.out(self.style.MIGRATE_HEADING(
+            f"Live links: tasks.links.LinkHolder following the receivers for {seconds:g} s per size"
+        ))
+        self.out(f"  {'rx':>4} {'ch':>5}  {'CPU ms/s':>8}  {'flush ms':>15}  {'flushes/s':>9}  {'readings/s':>10}  "
+                 f"{'errors':>6}")
+        settings.MICBOARD_METER_RATE_MS = self.show_meter_rate  # what a show runs, not the poll section's 100 ms
+        holder = None
+        try:
+            for channels in self.board_sizes:
+                count = math.ceil(channels / CHANNELS_PER_RECEIVER)
+                self.activate(count)
+                if holder is None:
+                    holder = live.DrivenHolder().start()
+                f = live.link_figures(holder, receivers=count, seconds=seconds)
+                flush = f"{f['flush_p50_ms']:.1f}/{f['flush_p95_ms']:.1f}"
+                self.out(f"  {count:>4} {count * CHANNELS_PER_RECEIVER:>5}  {f['cpu_ms_per_s']:>8.1f}  {flush:>15}  "
+                         f"{f['flushes_per_s']:>9.1f}  {f['readings_per_s']:>10.1f}  {f['errors']:>6}")
+        finally:
+            if holder is not None:
+                holder.stop()
+            settings.MICBOARD_METER_RATE_MS = METER_RATE_MS
+        self.heartbeat_ours = coordination.store().get(HEARTBEAT_KEY)
+        self.out(f"  METER_RATE {self.show_meter_rate} ms (MICBOARD_METER_RATE_MS); the simulator in another process")
+        self.out("  CPU ms/s: this process's CPU time per second of show (target: <= 250 at 256 channels)")
+        self.out("  flush ms: median/p95 of one write of the links' readings (every 0.25 s, changed fields only)")
+        self.out("  readings/s: receiver readings written per second (a receiver's newest per flush)")
+
+    def set_board_size(self, channels: int) -> int:
+        """Exactly the first ceil(C/4) benchmark receivers active and freshly polled; returns the tile count."""
+        count = math.ceil(channels / CHANNELS_PER_RECEIVER)
+        self.activate(count)
         DeviceService.request_poll(receivers=self.mine[:count])
         run_poll_cycle()
         self.heartbeat_ours = coordination.store().get(HEARTBEAT_KEY)
