@@ -221,3 +221,14 @@ def test_a_receiver_set_to_connect_per_poll_is_polled_and_not_held_open(rig):
     wait_for(lambda: channel(receivers["ad"], 2).name == "POLLED", 3, "poll the new name")
     assert sim.device("ad").stats["connections"] >= 2  # a connection per poll
     wait_for(lambda: not open_sessions(sim, "ad"), 3, "close between polls")
+
+
+def test_a_pack_out_of_rf_range_shows_its_rf_at_the_floor_and_comes_back(rig):
+    sim, receivers, holder = rig
+    holder()
+    lead = lambda: channel(receivers["ulxd"], 1).transmitter  # noqa: E731
+    wait_for(lambda: (lead().rf_percent or 0) > 50, 5, "meter the pack in range")
+    sim.rf_loss("ulxd", 1)
+    wait_for(lambda: lead().rf_percent == 0 and lead().present, 2, "show the RF loss (pack still on)")
+    sim.rf_loss("ulxd", 1, on=False)
+    wait_for(lambda: (lead().rf_percent or 0) > 50, 2, "show the pack back in range")

@@ -204,6 +204,7 @@ class _Channel:
     calc_until: float = 0.0  # loop time until which runtime reads 65534 (calculating)
     flash_until: float = 0.0
     clip_samples: int = 0
+    rf_lost: bool = False  # the pack is out of range: RF at the noise floor, audio gone (a dropout)
     active_antenna: int = 0
     auto_on_at: float | None = None  # simulated time at which an auto-switched-off pack returns
     swap_on_return: bool = False
@@ -875,6 +876,8 @@ class SimulatedShureDevice:
                 rssi, rms = [-109.0, -108.0], floor_rms
             return _Meter(False, rssi, None, floor_peak, rms, None)
         rssi = [self._rf(ch, a, t) for a in range(2)] if self.dynamics else [-50.0, -54.0]
+        if ch.rf_lost:
+            rssi = [-110.0, -111.0]
         other = 1 - ch.active_antenna
         if rssi[other] > rssi[ch.active_antenna] + 2.0:  # ≈2 dB hysteresis
             ch.active_antenna = other
@@ -1377,6 +1380,11 @@ class SimulatedShureDevice:
         ch.tx_muted = bool(on)
         self._publish_changes()
 
+    async def rf_loss(self, channel: int, on: bool = True) -> None:
+        """Take a pack out of RF range (RF at the noise floor, no audio) or bring it back; it stays switched on."""
+        ch = self._mic_channel(channel)
+        ch.rf_lost = bool(on)
+
     async def peak(self, channel: int, samples: int = 3) -> None:
         """Make the next few meter readings of a channel show a clip near 0 dBFS."""
         ch = self._channel(channel)
@@ -1500,10 +1508,11 @@ _ACTIONS: dict[str, tuple[str, ...]] = {
     "power_on": (),
     "peak": ("channel",),
     "tx_mute": ("channel", "on"),
+    "rf_loss": ("channel", "on"),
     "override": ("prop", "value"),
     "snapshot": (),
 }
-_OPTIONAL_ARGS = {"tx_mute": {"on"}, "peak": {"samples"}, "override": {"channel"}}
+_OPTIONAL_ARGS = {"tx_mute": {"on"}, "rf_loss": {"on"}, "peak": {"samples"}, "override": {"channel"}}
 _ALIASES = {"battery": "set_battery", "name": "set_name", "rename": "set_name", "fault": "set_fault", "mute": "tx_mute"}
 ACTIONS = ("list", *_ACTIONS)
 
@@ -1780,6 +1789,9 @@ class SimulatorThread:
 
     def tx_mute(self, key: str, channel: int, on: bool = True) -> dict[str, Any]:
         return self.call(key, "tx_mute", channel=channel, on=on)
+
+    def rf_loss(self, key: str, channel: int, on: bool = True) -> dict[str, Any]:
+        return self.call(key, "rf_loss", channel=channel, on=on)
 
     def override(self, key: str, prop: str, value: str | None, channel: int = 0) -> dict[str, Any]:
         return self.call(key, "override", prop=prop, value=value, channel=channel)

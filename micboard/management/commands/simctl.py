@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "power-on": ("power_on", ()),
     "peak": ("peak", ("channel",)),
     "tx-mute": ("tx_mute", ("channel", "on")),
+    "rf-loss": ("rf_loss", ("channel", "on")),
 }
 
 
