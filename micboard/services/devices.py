@@ -191,8 +191,14 @@ class DeviceService:
         if manufacturer is None:
             manufacturer, _ = Manufacturer.objects.get_or_create(name="Shure", defaults={"slug": "shure"})
         receiver = Receiver.objects.create(
-            name=name, model=shure_model(model).model, host=host, port=port, manufacturer=manufacturer,
-            location=location, driver=driver, active=active,
+            name=name,
+            model=shure_model(model).model,
+            host=host,
+            port=port,
+            manufacturer=manufacturer,
+            location=location,
+            driver=driver,
+            active=active,
         )
         DeviceService.sync_channels(receiver=receiver)
         return receiver
@@ -401,9 +407,7 @@ class DeviceService:
         connections = {c.receiver_id: c for c in RealTimeConnection.objects.filter(receiver_id__in=receivers)}
         for receiver_id in receivers.keys() - connections.keys():
             connections[receiver_id] = RealTimeConnection.objects.create(receiver_id=receiver_id)
-        channels = (
-            Channel.objects.filter(receiver_id__in=by_id).select_related("transmitter").order_by("pk")
-        )
+        channels = Channel.objects.filter(receiver_id__in=by_id).select_related("transmitter").order_by("pk")
         channel_map: dict[tuple[int, int], Channel] = {(c.receiver_id, c.number): c for c in channels}
 
         changes: list[tuple[models.Model, set[str]]] = []
@@ -438,12 +442,18 @@ class DeviceService:
             if fields:
                 changes.append((receiver, fields))
 
-        save_changes(changes)
+        for channel in channel_map.values():  # the statuses below read the rows just updated, no query
+            receiver = receivers.get(channel.receiver_id)
+            if receiver is not None:
+                channel.receiver = receiver
+        status_changes = DeviceService._apply_statuses(
+            [c for c in channel_map.values() if c.receiver_id in receivers], now
+        )
+        save_changes([*changes, *status_changes])
         board_changed = any(
             not isinstance(obj, RealTimeConnection) and fields - _BOOKKEEPING for obj, fields in changes
         )
-        status_changed = DeviceService.refresh_statuses(now=now, receiver_ids=list(receivers))
-        return board_changed or status_changed
+        return board_changed or bool(status_changes)
 
     @staticmethod
     def _apply_channel(
@@ -506,6 +516,13 @@ class DeviceService:
         channels = Channel.objects.select_related("receiver", "transmitter")
         if receiver_ids is not None:
             channels = channels.filter(receiver_id__in=receiver_ids)
+        changes = DeviceService._apply_statuses(channels, now)
+        save_changes(changes)
+        return bool(changes)
+
+    @staticmethod
+    def _apply_statuses(channels: Iterable[Channel], now: datetime) -> list[tuple[models.Model, set[str]]]:
+        """Set each channel's status from its (loaded) receiver and transmitter; the changes to save."""
         changed = []
         for channel in channels:
             receiver = channel.receiver
@@ -524,9 +541,8 @@ class DeviceService:
             if status != channel.status:
                 channel.status = status
                 channel.status_changed_at = now
-                changed.append(channel)
-        save_changes((channel, {"status", "status_changed_at"}) for channel in changed)
-        return bool(changed)
+                changed.append((channel, {"status", "status_changed_at"}))
+        return changed
 
     # --- read side used by the JSON API -------------------------------------------------------------
 
