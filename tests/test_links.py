@@ -232,3 +232,23 @@ def test_a_pack_out_of_rf_range_shows_its_rf_at_the_floor_and_comes_back(rig):
     wait_for(lambda: lead().rf_percent == 0 and lead().present, 2, "show the RF loss (pack still on)")
     sim.rf_loss("ulxd", 1, on=False)
     wait_for(lambda: (lead().rf_percent or 0) > 50, 2, "show the pack back in range")
+
+
+@pytest.mark.parametrize("key", ["ulxd", "qlxd", "slxd", "ad4d", "psm"])
+def test_every_family_is_followed_by_push_and_left_unmetered(settings, key):
+    """Each Shure family over a live link: its REPORT of a new name arrives without a poll; closing stops metering."""
+    use_fast_polls(settings)
+    sim = start_simulator([key])
+    receiver = receivers_for(sim, [key])[key]
+    driven = Driven()
+    try:
+        wait_for(lambda: online(receiver), 5, f"link the {key}")
+        wait_for(lambda: any(c["meter_rate"] for c in sim.snapshot(key)["channels"]), 3, "meter")
+        sim.set_name(key, 1, "PUSHED")
+        wait_for(lambda: channel(receiver, 1).name == "PUSHED", 2, "follow the REPORT")
+        assert sim.device(key).stats["connections"] == 1
+        driven.stop()
+        assert all(c["meter_rate"] == 0 for c in sim.snapshot(key)["channels"]), "metering left on"
+    finally:
+        driven.stop()
+        sim.stop()
