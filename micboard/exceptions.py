@@ -68,6 +68,10 @@ class ChannelRemovalError(MicboardError):
         self.removed = removed
 
 
+class PortInUseError(ConfigurationError):
+    """An address micboard must listen on is taken; the message names the process holding it."""
+
+
 class DiscoveryError(MicboardError):
     """A discovery run could not complete."""
 
