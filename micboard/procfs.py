@@ -26,7 +26,7 @@ def command_line(pid: int, *, limit: int = 160) -> str:
         raw = (PROC / str(pid) / "cmdline").read_bytes()
     except OSError:
         return ""
-    text = raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+    text = " ".join(raw.replace(b"\0", b" ").decode(errors="replace").split())  # one line, whatever the arguments
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
