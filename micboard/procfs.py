@@ -94,6 +94,12 @@ def is_running(pid: int) -> bool:
     return fields is not None and fields[0] not in ("Z", "X")
 
 
+def parent(pid: int) -> int | None:
+    """The parent's pid, or None when the process is gone."""
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields is not None else None
+
+
 def descendants(pid: int) -> list[int]:
     """Every running process below ``pid`` (children, their children, ...), in no particular order."""
     children: dict[int, list[int]] = {}

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 
 from django.conf import settings
-from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from micboard.exceptions import PortInUseError
@@ -84,7 +84,11 @@ class Command(BaseCommand):
                 ensure_free(*address)
         except PortInUseError as exc:
             raise CommandError(str(exc)) from None
-        call_command("collectstatic", interactive=False, verbosity=0)
+        # In a process of its own: the supervisor stays small (it outlives every request).
+        collect = [sys.executable, MANAGE, "collectstatic", "--noinput", "--verbosity", "0"]
+        collected = subprocess.run(collect, check=False)  # noqa: S603 (our own argv)
+        if collected.returncode:
+            raise CommandError("collectstatic failed (its error is above)")
         children = [consumer_child(), web_child(host=host, port=port, workers=workers, threads=threads)]
         if demo:
             children.insert(0, simulator_child(speed=speed))
