@@ -66,7 +66,7 @@ class LoadResult:
     seconds: float
     latencies_ms: list[float] = field(default_factory=list)
     statuses: Counter = field(default_factory=Counter)
-    failures: Counter = field(default_factory=Counter)  # transport errors by exception name
+    failures: Counter = field(default_factory=Counter)  # transport errors by exception name, HX-Redirect
     body_bytes: int = 0
     late: int = 0  # refreshes skipped because the screen's previous one was still running
 
@@ -120,6 +120,9 @@ class _Screen:
             result.failures[type(exc).__name__] += 1
             return
         result.latencies_ms.append((time.perf_counter() - start) * 1000)
+        if "HX-Redirect" in response.headers:  # htmx's way of sending a signed-out screen to the login page
+            result.failures["HX-Redirect"] += 1
+            return
         result.statuses[response.status_code] += 1
         result.body_bytes += len(response.content)
         if response.status_code == 200:

@@ -171,3 +171,19 @@ def test_a_taken_port_is_one_line_naming_the_process_that_holds_it(server_env, t
     assert len(lines) == 1, result.stderr
     assert f"127.0.0.1:{port} is already in use by pid {holder.pid} (" in lines[0]
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_the_load_client_runs_against_the_served_stack_and_samples_its_memory(serve, server_env):
+    served = serve()
+    served.wait_ready()
+    result = subprocess.run(
+        [sys.executable, MANAGE, "loadtest", "--url", served.url, "--screens", "5", "--seconds", "2",
+         "--interval", "0.5", "--rss-every", "0.5"],
+        env=server_env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "errors 0 (none)" in result.stdout and "200 5, 304 " in result.stdout
+    for role in ("supervisor", "web master", "web worker", "consumer"):
+        assert f"{role}" in result.stdout, role
+    served.process.send_signal(signal.SIGTERM)
+    assert served.process.wait(timeout=30) == 0
