@@ -146,3 +146,29 @@ def test_a_successful_login_forgets_earlier_failures(client, throttled):
     client.logout()
     for _ in range(2):
         assert log_in(client, url, "kim", "wrong").status_code == 200  # counting starts again
+
+
+@pytest.mark.django_db
+def test_behind_a_proxy_a_forged_forwarded_address_does_not_escape_the_lock_out(client, throttled):
+    throttled.MICBOARD_NUM_PROXIES = 1
+    make_user("ana", password="right-pass-123")
+    url = reverse("login")
+    proxy = "10.0.0.1"  # the reverse proxy appends the peer it saw: 203.0.113.7 is the attacker
+    for n in range(3):
+        forged = {"HTTP_X_FORWARDED_FOR": f"198.51.100.{n}, 203.0.113.7"}
+        answer = client.post(url, {"username": "ana", "password": "wrong"}, REMOTE_ADDR=proxy, **forged)
+    assert answer.status_code == 429
+    # Another client behind the same proxy is someone else.
+    other = client.post(url, {"username": "ana", "password": "right-pass-123"}, REMOTE_ADDR=proxy,
+                        HTTP_X_FORWARDED_FOR="203.0.113.8")
+    assert other.status_code == 302
+
+
+@pytest.mark.django_db
+def test_without_a_trusted_proxy_x_forwarded_for_is_ignored(client, throttled):
+    make_user("lee", password="right-pass-123")
+    url = reverse("login")
+    for n in range(3):
+        answer = client.post(url, {"username": "lee", "password": "wrong"}, REMOTE_ADDR="10.0.0.5",
+                             HTTP_X_FORWARDED_FOR=f"198.51.100.{n}")
+    assert answer.status_code == 429

@@ -1,4 +1,4 @@
-"""The page a locked-out login gets (django-axes calls ``locked_out`` for the board's login and the admin's)."""
+"""Login throttling's two hooks into django-axes: the client's address, and the page a locked-out login gets."""
 
 from __future__ import annotations
 
@@ -21,3 +21,20 @@ def locked_out(request: HttpRequest, original_response=None, credentials: dict |
         "cooloff_minutes": minutes,
     }
     return render(request, "registration/locked_out.html", context, status=429)
+
+
+def client_address(request: HttpRequest) -> str:
+    """The address a login is counted against: the peer, or the one the trusted proxies say they served.
+
+    With ``MICBOARD_NUM_PROXIES`` = N, the N-th address from the right of X-Forwarded-For (each proxy
+    appends the peer it saw; what the client wrote itself is further left and never believed), as the
+    API's rate limit counts clients.
+    """
+    remote = request.META.get("REMOTE_ADDR", "")
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    proxies = settings.MICBOARD_NUM_PROXIES
+    if not proxies or not forwarded:
+        return remote
+    addresses = [a.strip() for a in forwarded.split(",")]
+    return addresses[-min(proxies, len(addresses))] or remote
+

@@ -285,8 +285,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_float("MICBOARD_LOGIN_COOLOFF_MINUTES"
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "web.lockout.locked_out"
-AXES_IPWARE_PROXY_COUNT = MICBOARD_NUM_PROXIES or None
-AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if MICBOARD_NUM_PROXIES else ["REMOTE_ADDR"]
+AXES_CLIENT_IP_CALLABLE = "web.lockout.client_address"  # MICBOARD_NUM_PROXIES decides whom to believe
 AXES_VERBOSE = False  # no banner in every process; lock-outs are still logged (the "axes" logger)
 
 # "plain" text lines, or "json": one JSON object per line (for a log collector).
