@@ -98,7 +98,8 @@ class Supervisor:
                 )
                 self._say(f"  {child.name:<10} pid {self.processes[child.name].pid}")
             if self.stop_requested is None and ready is not None:
-                ready()
+                with contextlib.suppress(OSError, ValueError):  # a closed terminal must not stop the stop
+                    ready()
             while self.stop_requested is None and failed is None:
                 failed = next((c for c in self.children if self.processes[c.name].poll() is not None), None)
                 if failed is None:
