@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from axes.models import AccessAttempt
 from django.conf import settings
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -172,3 +173,21 @@ def test_without_a_trusted_proxy_x_forwarded_for_is_ignored(client, throttled):
         answer = client.post(url, {"username": "lee", "password": "wrong"}, REMOTE_ADDR="10.0.0.5",
                              HTTP_X_FORWARDED_FOR=f"198.51.100.{n}")
     assert answer.status_code == 429
+
+
+@pytest.mark.django_db
+def test_an_admin_lifts_a_lock_out_in_the_admin(client, throttled):
+    make_user("sam", password="right-pass-123")
+    url = reverse("login")
+    for _ in range(3):
+        log_in(client, url, "sam", "wrong")
+    assert log_in(client, url, "sam", "right-pass-123").status_code == 429
+    admin = Client()
+    admin.force_login(make_user("boss", role="admin"))  # the admin role, not a superuser
+
+    listing = admin.get("/admin/axes/accessattempt/")
+    assert listing.status_code == 200 and "sam" in listing.content.decode()
+    attempt = AccessAttempt.objects.get(username="sam")
+    assert admin.post(f"/admin/axes/accessattempt/{attempt.pk}/delete/", {"post": "yes"}).status_code == 302
+
+    assert log_in(client, url, "sam", "right-pass-123").status_code == 302
