@@ -7,6 +7,7 @@ whitenoise) and the Huey consumer polls the receivers, both under one supervisor
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -84,7 +85,7 @@ class Command(BaseCommand):
                 ensure_free(*address)
         except PortInUseError as exc:
             raise CommandError(str(exc)) from None
-        # In a process of its own: the supervisor stays small (it outlives every request).
+        # In a process of its own: the supervisor, which lives as long as the server, keeps none of its memory.
         collect = [sys.executable, MANAGE, "collectstatic", "--noinput", "--verbosity", "0"]
         collected = subprocess.run(collect, check=False)  # noqa: S603 (our own argv)
         if collected.returncode:
@@ -108,5 +109,6 @@ class Command(BaseCommand):
             raise SystemExit(code)
 
     def _say(self, line: str) -> None:
-        self.stdout.write(line)
-        self.stdout.flush()
+        with contextlib.suppress(OSError, ValueError):  # the terminal may be gone (SIGHUP)
+            self.stdout.write(line)
+            self.stdout.flush()
