@@ -4,8 +4,9 @@ Each child runs in a process group of its own, so the terminal's Ctrl-C reaches 
 and the children are stopped in order: every child is sent its own stop signal (SIGTERM for gunicorn,
 SIGINT for the Huey consumer, which would restart on SIGHUP), given ``grace`` seconds, and then its
 whole group (gunicorn's workers included) is killed. SIGINT, SIGTERM and SIGHUP (the terminal was
-closed) all stop everything; when the supervisor itself is killed outright, the kernel sends each
-child SIGTERM (Linux's parent-death signal). A child that exits on its own stops the others.
+closed; not when started under nohup) all stop everything; when the supervisor itself is killed
+outright, the kernel sends each child SIGTERM (Linux's parent-death signal). A child that exits on its
+own stops the others.
 """
 
 from __future__ import annotations
@@ -85,7 +86,9 @@ class Supervisor:
 
     def run(self, *, ready: Callable[[], None] | None = None) -> int:
         """Start the children, wait, stop them all; 0 after a stop signal, 1 when a child exited first."""
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
+        # Started under nohup (SIGHUP ignored), the server is meant to outlive its terminal: keep it so.
+        caught = [s for s in STOP_SIGNALS if not (s == signal.SIGHUP and signal.getsignal(s) == signal.SIG_IGN)]
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in caught}
         try:
             failed = None
             for child in self.children:

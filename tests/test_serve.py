@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -54,14 +55,14 @@ def server_env(tmp_path_factory):
 class Served:
     """``manage.py serve`` in its own process (the supervisor), its output in a file."""
 
-    def __init__(self, env: dict, log_path, *args: str):
+    def __init__(self, env: dict, log_path, *args: str, preexec_fn=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         with open(log_path, "w") as log:
             self.process = subprocess.Popen(
                 [sys.executable, MANAGE, "serve", "--port", str(self.port), "--workers", "2", "--threads", "2", *args],
-                env=env, stdout=log, stderr=subprocess.STDOUT,
+                env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn,
             )
 
     def output(self) -> str:
@@ -92,8 +93,8 @@ class Served:
 def serve(server_env, tmp_path):
     started = []
 
-    def start(*args: str) -> Served:
-        started.append(Served(server_env, tmp_path / f"serve-{len(started)}.log", *args))
+    def start(*args: str, preexec_fn=None) -> Served:
+        started.append(Served(server_env, tmp_path / f"serve-{len(started)}.log", *args, preexec_fn=preexec_fn))
         return started[-1]
 
     yield start
@@ -117,6 +118,25 @@ def test_the_supervisor_stops_every_child_on_a_stop_signal(serve, signum):
     assert not survivors, f"still running after {signum.name}: {survivors}"
     assert f"{signum.name}: stopping" in served.output()
     ensure_free("127.0.0.1", served.port)  # the next `make serve` gets the port
+
+
+def signals_ignored(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    line = next(li for li in status.splitlines() if li.startswith("SigIgn:"))
+    return int(line.split()[1], 16)
+
+
+def test_started_under_nohup_the_server_outlives_its_terminal(serve):
+    served = serve(preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))  # as nohup starts it
+    children = served.wait_ready()
+    assert signals_ignored(served.process.pid) & (1 << (signal.SIGHUP - 1))  # the kernel drops SIGHUP
+
+    served.process.send_signal(signal.SIGHUP)
+    served.process.send_signal(signal.SIGTERM)
+    assert served.process.wait(timeout=30) == 0
+
+    assert "SIGTERM: stopping" in served.output() and "SIGHUP" not in served.output()
+    assert not [pid for pid in children if is_running(pid)]
 
 
 def test_a_child_that_dies_stops_the_others(serve):
