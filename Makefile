@@ -1,11 +1,11 @@
-# micboard: `make demo` runs the product on its embedded default, `make test` runs every test.
+# micboard: `make serve` runs the product as deployed, `make demo` adds the simulated rig, `make test` runs every test.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8000
 HOST   ?= 127.0.0.1
 
-.PHONY: demo test bench lint chromium migrate clean screenshots
+.PHONY: serve demo test bench lint chromium migrate clean screenshots
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +22,15 @@ $(VENV)/.dev: $(VENV)/.runtime
 migrate: $(VENV)/.runtime
 	$(PY) manage.py migrate --verbosity 0
 
-## demo: simulated receivers + poller + board on http://$(HOST):$(PORT) (Ctrl-C stops all)
+## serve: gunicorn (static files by whitenoise) + the Huey consumer on http://$(HOST):$(PORT), one supervisor
+## that stops them all on Ctrl-C, SIGTERM or SIGHUP (configuration from the environment, see README)
+serve: migrate
+	$(PY) manage.py serve --host $(HOST) --port $(PORT)
+
+## demo: serve, plus the simulated receivers of the demo rig and a demo login
 demo: migrate
 	$(PY) manage.py seed_demo
-	$(PY) manage.py rundemo --host $(HOST) --port $(PORT)
+	$(PY) manage.py serve --demo --host $(HOST) --port $(PORT)
 
 ## chromium: the system browser the end-to-end tests drive (never a downloaded one)
 chromium:
@@ -50,6 +55,7 @@ screenshots: $(VENV)/.dev chromium
 bench: $(VENV)/.runtime
 	@dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
 	MICBOARD_DATA_DIR="$$dir" $(PY) manage.py migrate --verbosity 0 && \
+	MICBOARD_DATA_DIR="$$dir" $(PY) manage.py collectstatic --noinput --verbosity 0 && \
 	MICBOARD_DATA_DIR="$$dir" $(PY) manage.py benchmark $(BENCH_ARGS)
 
 lint: $(VENV)/.dev

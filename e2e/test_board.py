@@ -108,7 +108,7 @@ def test_stopped_poller_is_announced_on_the_board(logged_in, poller, rig):
     page = logged_in
     expect(tile(page, rig["ulxd"], 1)).to_have_attribute("data-status", "GOOD", timeout=WITHIN_MS)
     poller.stop()
-    # Stale after the poll lock's lifetime (4 s) + an interval + the poll timeout + 3 s = 9 s here.
+    # Stale after a lease (6 s) + the poll timeout (1.5 s) + 3 s = 10.5 s here.
     banner = page.locator(".stale-banner")
     expect(banner).to_be_visible(timeout=15000)
     expect(banner).to_contain_text("no data from the poller since")

@@ -1,18 +1,17 @@
-"""State the poller and the web processes coordinate through: atomic, and never evicted.
+"""State the link holders and the web processes coordinate through: atomic, and never evicted.
 
-The board version, the poller's heartbeat, the poll chain's token, the poll lock and the next cycle's
-due time must survive whatever a cache does to its entries (Django's file cache culls a third of
-them when it is full; a cache may evict under memory pressure). They live in a small store of their
-own instead:
+The board version, the poller's heartbeat, the receivers' leases and the holders' seats must survive
+whatever a cache does to its entries (Django's file cache culls a third of them when it is full; a
+cache may evict under memory pressure). They live in a small store of their own instead:
 
-* with ``REDIS_URL``: plain Redis keys under ``MICBOARD_KEY_PREFIX`` (no TTL except the lock's; the
-  poll lock is taken with ``SET NX PX`` and renewed / released by its owner only, in Lua);
+* with ``REDIS_URL``: plain Redis keys under ``MICBOARD_KEY_PREFIX`` (no TTL except the leases'; a
+  lease is taken with ``SET NX PX`` and renewed / released by its owner only, in Lua);
 * on the embedded default: ``coordination.sqlite3`` in the data directory, one SQLite transaction
-  (``BEGIN IMMEDIATE``) per operation, so two processes never both take the lock.
+  (``BEGIN IMMEDIATE``) per operation, so two processes never both take a lease.
 
-A lock records its owner as ``host/boot:pid:start:nonce``. A process on the same machine may take over
-a lock whose owner process is gone (a consumer killed and restarted takes over at once); a holder on
-another machine is waited for until its lock expires (it is renewed every ``ttl / 4`` while held).
+A lease records its owner as ``host/boot:pid:start:nonce``. A process on the same machine may take over
+a lease whose owner process is gone (a consumer killed and restarted takes over at once); a holder on
+another machine is waited for until its lease expires (it is renewed every second while held).
 
 Every failure of the store raises :class:`CoordinationError`; callers decide what degrades.
 """

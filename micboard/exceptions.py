@@ -68,6 +68,14 @@ class ChannelRemovalError(MicboardError):
         self.removed = removed
 
 
+class PortInUseError(ConfigurationError):
+    """An address micboard must listen on is taken; the message names the process holding it."""
+
+
+class LoadTestError(MicboardError):
+    """A load test was refused (a target off loopback, bounds exceeded) or could not run."""
+
+
 class DiscoveryError(MicboardError):
     """A discovery run could not complete."""
 

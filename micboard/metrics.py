@@ -11,7 +11,7 @@ shared entry except the short list of process keys, which heals itself on the ne
 (``statistics()``, /metrics, the health page) merge the snapshots. The cache and not the coordination
 store: these numbers can be lost without harm (an evicted snapshot comes back on the next flush, a
 restart starts a process's totals again, which Prometheus reads as a counter reset), while the
-coordination store holds the poll lock and the board version and takes a write lock per operation on
+coordination store holds the receivers' leases and the board version and takes a write lock per operation on
 the embedded default. A snapshot is bounded: per method the last 100 samples and 60 one-minute
 buckets; at most ``MAX_NAMES`` methods and ``MAX_PROCESSES`` processes.
 """

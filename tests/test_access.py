@@ -74,7 +74,8 @@ def test_migration_creates_the_three_roles_with_their_permissions():
     assert not {"change_receiver", "delete_receiver", "revoke_kiosklink", "change_kiosklink"} & operator
     every = set(Permission.objects.filter(content_type__app_label="micboard").values_list("codename", flat=True))
     tokens = {f"{a}_{m}" for m in ("token", "tokenproxy") for a in ("add", "change", "delete", "view")}
-    assert admin == every | tokens and "revoke_kiosklink" in admin  # admins also manage API tokens
+    lockouts = {"view_accessattempt", "delete_accessattempt", "view_accesslog"}  # django-axes: lift a lock-out
+    assert admin == every | tokens | lockouts and "revoke_kiosklink" in admin  # admins also manage API tokens
 
 
 def test_micboard_roles_command_restores_the_roles_and_grants(capsys):

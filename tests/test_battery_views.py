@@ -108,8 +108,7 @@ def test_refresh_answers_304_when_nothing_changed_and_runs_no_sql(admin_client, 
 
 
 def test_every_screen_shares_one_render_per_version(admin_client, client, django_user_model, rig):
-    make_user("phone", password="pw-123456")
-    client.login(username="phone", password="pw-123456")
+    client.force_login(make_user("phone"))
     listing(admin_client)
     with CaptureQueriesContext(connection) as ctx:
         assert listing(client).status_code == 200

@@ -11,6 +11,7 @@ import os
 import secrets
 import tempfile
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -86,6 +87,7 @@ INSTALLED_APPS = [
     "template_partials",
     "csp",
     "huey.contrib.djhuey",
+    "axes",
     "micboard.apps.MicboardConfig",
     "tasks.apps.TasksConfig",
     "web",
@@ -107,6 +109,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "web.access.KioskMiddleware",
     "web.middleware.ReceiverHealthMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lock-out during login into the lock-out page
 ]
 
 ROOT_URLCONF = "web.urls"
@@ -155,7 +158,7 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 HUEY_WORKERS = int(os.environ.get("HUEY_WORKERS", "4"))
 # The cache holds only what can be rebuilt (rendered boards, one entry per group); the poller's
 # coordination state lives in micboard.coordination (Redis keys, or coordination.sqlite3), where no
-# culling or eviction can drop it. Tasks are queued for real in tests as well: the poll chain is
+# culling or eviction can drop it. Tasks are queued for real in tests as well: the link holders are
 # tested with real consumers.
 if REDIS_URL:
     CACHES = {
@@ -210,9 +213,20 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# `manage.py serve` (make serve, make demo) runs collectstatic into the data directory: whitenoise serves
+# those files compressed (gzip, and Brotli when installed), under names carrying their content's hash,
+# cached for a year. Tests and DEBUG serve the source files as they are, by name.
 STATIC_ROOT = DATA_DIR / "staticfiles"
-STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise serves from the finders; collectstatic is optional
-WHITENOISE_USE_FINDERS = True
+STATIC_ROOT.mkdir(exist_ok=True)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if TESTING
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG or TESTING
 WHITENOISE_AUTOREFRESH = DEBUG
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -237,6 +251,43 @@ CONTENT_SECURITY_POLICY = {
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
 
+# HTTPS behind a reverse proxy (README, "Deployment"). MICBOARD_HTTPS=1 turns on what a site served only
+# over HTTPS wants, each setting still overridable on its own: redirect to HTTPS, cookies sent over HTTPS
+# only, HSTS for a year, and the proxy's X-Forwarded-Proto trusted to say a request came over HTTPS.
+MICBOARD_HTTPS = env_bool("MICBOARD_HTTPS", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", MICBOARD_HTTPS)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", MICBOARD_HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", MICBOARD_HTTPS)
+SECURE_HSTS_SECONDS = int(env_float("SECURE_HSTS_SECONDS", 31_536_000 if MICBOARD_HTTPS else 0, minimum=0))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", MICBOARD_HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# Only a proxy that sets (or strips) X-Forwarded-Proto on every request may be trusted with it.
+if env_bool("MICBOARD_TRUST_X_FORWARDED_PROTO", MICBOARD_HTTPS):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+USE_X_FORWARDED_HOST = env_bool("USE_X_FORWARDED_HOST", False)
+# Reverse proxies in front of micboard whose X-Forwarded-For names the client (login throttling and the
+# API's anonymous rate limit); 0: the peer's address, so a client cannot pick its own address.
+MICBOARD_NUM_PROXIES = int(env_float("MICBOARD_NUM_PROXIES", 0, minimum=0))
+# Asking browsers to put the domain on their built-in HSTS list is the domain owner's decision (and one
+# hard to undo): preload stays off unless SECURE_HSTS_PRELOAD=1, and `check --deploy` does not nag about it.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+
+# Login throttling (django-axes): after MICBOARD_LOGIN_FAILURE_LIMIT failed logins for one user name from
+# one address, that pair is locked out for MICBOARD_LOGIN_COOLOFF_MINUTES (the board's login and the
+# admin's alike). Locking the pair, not the account, keeps an attacker from locking the crew out of a
+# show; an admin unlocks early by deleting the entry under "Axes → Access attempts".
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(env_float("MICBOARD_LOGIN_FAILURE_LIMIT", 5, minimum=1))
+AXES_COOLOFF_TIME = timedelta(minutes=env_float("MICBOARD_LOGIN_COOLOFF_MINUTES", 15, minimum=0.1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "web.lockout.locked_out"
+AXES_CLIENT_IP_CALLABLE = "web.lockout.client_address"  # MICBOARD_NUM_PROXIES decides whom to believe
+AXES_VERBOSE = False  # no banner in every process; lock-outs are still logged (the "axes" logger)
+
 # "plain" text lines, or "json": one JSON object per line (for a log collector).
 MICBOARD_LOG_FORMAT = os.environ.get("MICBOARD_LOG_FORMAT", "plain").strip().lower() or "plain"
 if MICBOARD_LOG_FORMAT not in {"plain", "json"}:
@@ -260,11 +311,15 @@ LOGGING = {
         "web": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
         "tasks": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
         "huey": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }
 
 # --- micboard -----------------------------------------------------------------
+# gunicorn under `manage.py serve`: worker processes, and threads per worker.
+MICBOARD_WEB_WORKERS = int(env_float("MICBOARD_WEB_WORKERS", 2, minimum=1))
+MICBOARD_WEB_THREADS = int(env_float("MICBOARD_WEB_THREADS", 4, minimum=1))
 # Seconds between two polls of a receiver, and between two board refreshes.
 MICBOARD_POLL_INTERVAL = env_float("MICBOARD_POLL_INTERVAL", 2.0, minimum=0.5)
 MICBOARD_REFRESH_INTERVAL = env_float("MICBOARD_REFRESH_INTERVAL", 2.0, minimum=0.5)
@@ -315,7 +370,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"user": MICBOARD_API_USER_RATE, "anon": MICBOARD_API_ANON_RATE},
     # Proxies in front of micboard whose X-Forwarded-For to trust for the anonymous throttle; 0: the peer's
     # address only, so a client cannot dodge its limit by sending a made-up X-Forwarded-For.
-    "NUM_PROXIES": int(env_float("MICBOARD_API_NUM_PROXIES", 0, minimum=0)),
+    "NUM_PROXIES": int(env_float("MICBOARD_API_NUM_PROXIES", MICBOARD_NUM_PROXIES, minimum=0)),
     "DEFAULT_PAGINATION_CLASS": "web.api.pagination.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

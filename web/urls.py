@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.templatetags.static import static
 from django.urls import include, path
+from django.utils.functional import lazy
 from django.views.generic import RedirectView
 
 from web import access_views, battery_views, ops_views, scenes_views, sheet_views, views
@@ -16,8 +17,13 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("health/", ops_views.health, name="ops-health"),
     path("metrics", ops_views.prometheus_metrics, name="metrics"),
-    # Browsers ask for /favicon.ico on pages that name no icon (the Django admin's).
-    path("favicon.ico", RedirectView.as_view(url=static("icons/icon-192.png"), permanent=True), name="favicon"),
+    # Browsers ask for /favicon.ico on pages that name no icon (the Django admin's). Lazy: the icon's
+    # cache-busted name is known only once collectstatic has run, not when a command imports the URLs.
+    path(
+        "favicon.ico",
+        RedirectView.as_view(url=lazy(static, str)("icons/icon-192.png"), permanent=True),
+        name="favicon",
+    ),
     path("k/<str:token>/", access_views.kiosk_open, name="kiosk-open"),
     path("kiosk/<int:pk>/qr.svg", access_views.kiosk_qr, name="kiosk-qr"),
     path("phone/", access_views.phone, name="phone"),

@@ -38,9 +38,11 @@ VIEWER_PERMISSIONS: tuple[str, ...] = ()
 OPERATOR_MODELS = ("assignment", "performer", "group", "groupslot", "scene", "sceneassignment")
 OPERATOR_PERMISSIONS: tuple[str, ...] = ("view_kiosklink", "add_kiosklink")
 # Admin: every micboard permission, plus creating and revoking API tokens in the admin
-# (rest_framework.authtoken's admin lists tokens through its TokenProxy model).
+# (rest_framework.authtoken's admin lists tokens through its TokenProxy model), and seeing and lifting
+# login lock-outs (django-axes: deleting an access attempt unlocks that user name and address).
 ADMIN_OTHER_APPS: dict[str, tuple[str, ...]] = {
     "authtoken": tuple(f"{a}_{m}" for m in ("token", "tokenproxy") for a in ("add", "change", "delete", "view")),
+    "axes": ("view_accessattempt", "delete_accessattempt", "view_accesslog"),
 }
 
 

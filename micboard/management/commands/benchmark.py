@@ -16,15 +16,21 @@ import multiprocessing
 import os
 import platform
 import resource
+import signal
+import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import django
+import httpx
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
@@ -237,6 +243,14 @@ class Command(BaseCommand):
             "measured code for the GIL) or from a thread of this process",
         )
         parser.add_argument(
+            "--load-seconds", type=float, default=0, metavar="S",
+            help="also run the load figure for S seconds: manage.py serve --demo (gunicorn, 2 workers) on a free "
+            "loopback port with a data directory of its own, and manage.py loadtest against it (default 0: skip)",
+        )
+        parser.add_argument(
+            "--load-screens", type=int, default=100, metavar="N", help="screens of the load figure (default 100)"
+        )
+        parser.add_argument(
             "--force", action="store_true",
             help="run even though the database holds receivers (their active ones are polled too)",
         )
@@ -270,6 +284,8 @@ class Command(BaseCommand):
             ).execute()
         finally:
             request_log.setLevel(level)
+        if options["load_seconds"] > 0:
+            load_section(self, seconds=options["load_seconds"], screens=options["load_screens"])
 
     def line(self, text: str = "") -> None:
         self.stdout.write(text)
@@ -636,3 +652,65 @@ class _Run:
                 self.out(f"    {line}")
         self.out(f"  slow: at least MICBOARD_SLOW_QUERY_MS={settings.MICBOARD_SLOW_QUERY_MS:g} ms; N+1: one query "
                  "shape run 3 times or more with other parameters; duplicate: same SQL and parameters twice")
+
+
+def load_section(command: BaseCommand, *, seconds: float, screens: int) -> None:
+    """The load figure: ``screens`` viewers refreshing every second against ``make serve``'s stack with the demo rig.
+
+    The stack (gunicorn with 2 workers, the Huey consumer, the simulated demo rig) runs from ``manage.py serve
+    --demo`` on a free loopback port, on a data directory of its own (SQLite, file cache) that is removed
+    afterwards; ``manage.py loadtest`` drives it from another process and samples the stack's memory.
+    """
+    manage = str(settings.BASE_DIR / "manage.py")
+    out = command.stdout.write
+    out("")
+    out(command.style.MIGRATE_HEADING(
+        f"Load: {screens} screens refreshing /board/grid/ every second for {seconds:g} s (manage.py loadtest)"
+    ))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="micboard-load-") as data:
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "PYTEST_VERSION")}
+        env.update(MICBOARD_DATA_DIR=data, MICBOARD_KEY_PREFIX=f"micboard-load-{uuid.uuid4().hex[:10]}")
+        for argv in (["migrate", "--verbosity", "0"], ["seed_demo"]):
+            subprocess.run([sys.executable, manage, *argv], env=env, check=True, capture_output=True)  # noqa: S603
+        out(f"  server     manage.py serve --demo --workers 2 on 127.0.0.1:{port}; sqlite and file cache in {data}")
+        log_path = Path(data) / "serve.log"
+        with open(log_path, "w") as log:
+            server = subprocess.Popen(  # noqa: S603 (our own argv)
+                [sys.executable, manage, "serve", "--demo", "--port", str(port), "--workers", "2"],
+                env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        try:
+            deadline = time.monotonic() + 90
+            while not _answers(f"http://127.0.0.1:{port}/healthz"):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    tail = log_path.read_text().strip().splitlines()[-1:] or ["no output"]
+                    raise CommandError(f"manage.py serve --demo did not start: {tail[0]}")
+                time.sleep(0.2)
+            load = subprocess.run(  # noqa: S603 (our own argv)
+                [sys.executable, manage, "loadtest", "--url", f"http://127.0.0.1:{port}", "--screens", str(screens),
+                 "--seconds", str(seconds), "--rss-every", "10"],
+                env=env, capture_output=True, text=True, check=False,
+            )
+            for line in load.stdout.splitlines():
+                out(line)
+            if load.returncode:
+                out(command.style.ERROR(load.stderr.strip()))
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+    out("  RSS: resident memory of the stack's processes from /proc, sampled every 10 s over the run")
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code in (200, 503)
+    except httpx.TransportError:
+        return False
+
