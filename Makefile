@@ -51,8 +51,11 @@ test: $(VENV)/.dev chromium
 screenshots: $(VENV)/.dev chromium
 	MICBOARD_README_SHOTS=1 $(PY) -m pytest e2e
 
-## bench: speed and memory figures (poll cycle, board refresh) on a throwaway data directory
-bench: $(VENV)/.runtime
+## bench: speed and memory figures on a throwaway data directory: poll cycle, live links, board refresh, and against
+## `manage.py serve`: device change -> Chromium and 5 min of 100 screens per board size (about 30 min in all;
+## BENCH_ARGS="--latency-trials 0 --load-seconds 0" for the quick part alone)
+BENCH_ARGS ?= --latency-trials 10 --load-seconds 300
+bench: $(VENV)/.dev chromium
 	@dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
 	MICBOARD_DATA_DIR="$$dir" $(PY) manage.py migrate --verbosity 0 && \
 	MICBOARD_DATA_DIR="$$dir" $(PY) manage.py collectstatic --noinput --verbosity 0 && \

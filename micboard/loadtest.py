@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import ipaddress
 import math
+import re
 import threading
 import time
 import uuid
@@ -29,6 +31,9 @@ import httpx
 from micboard.exceptions import LoadTestError
 from micboard.procfs import command_line, descendants, parent, port_holder, rss_kb
 
+_META = re.compile(r'<div id="board-meta"[^>]*>')  # what board.js reads: templates/micboard/board.html#meta
+_ATTR_ETAG = re.compile(r'data-etag="([^"]*)"')
+_ATTR_STATE = re.compile(r'data-state="([^"]*)"')
 MAX_SCREENS = 1000
 MAX_SECONDS = 3600.0
 REQUEST_TIMEOUT = 10.0  # htmx's time-out on the board (base.html's htmx-config)
@@ -107,12 +112,15 @@ class _Screen:
         self.page = f"{base}/" + (f"?{urlencode({'group': group})}" if group else "")
         self.grid = "/board/grid/" + (f"?{urlencode({'group': group})}" if group else "")
         self.etag = ""
+        self.state = ""  # the snapshot id of the tiles this screen shows (the server sends only changes since)
 
     async def refresh(self, result: LoadResult) -> None:
         headers = {"HX-Request": "true", "HX-Current-URL": self.page, "HX-Target": "board-grid",
                    "HX-Trigger": "board-grid"}
         if self.etag:
             headers["If-None-Match"] = self.etag
+        if self.state:
+            headers["X-Board-State"] = self.state
         start = time.perf_counter()
         try:
             response = await self.client.get(self.grid, headers=headers)
@@ -125,8 +133,12 @@ class _Screen:
             return
         result.statuses[response.status_code] += 1
         result.body_bytes += len(response.content)
-        if response.status_code == 200:
-            self.etag = response.headers.get("ETag", "")
+        if response.status_code == 200:  # what board.js keeps: the ETag and snapshot id of #board-meta
+            tag = _META.search(response.text)
+            etag = _ATTR_ETAG.search(tag[0]) if tag else None
+            state = _ATTR_STATE.search(tag[0]) if tag else None
+            self.etag = html.unescape(etag[1]) if etag else response.headers.get("ETag", "")
+            self.state = html.unescape(state[1]) if state else ""
 
 
 async def _run_screen(screen: _Screen, result: LoadResult, *, first: float, interval: float, end: float) -> None:

@@ -7,11 +7,23 @@ and for the browser and load figures a web server in a process of its own.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import random
+import signal
+import socket
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
+import httpx
+from django.conf import settings
+from django.core.management.base import CommandError
 from django.db import connections
 
 from micboard.services import PollOutcome
@@ -68,6 +80,14 @@ class DrivenHolder:
         self.holder.close()
 
 
+def all_held(receiver_ids: list[int]) -> bool:
+    """Whether a link holder (the served consumer's) holds every one of these receivers."""
+    from micboard import coordination
+    from tasks.links import LEASE_PREFIX
+
+    return all(coordination.store().get_many([LEASE_PREFIX + str(rid) for rid in receiver_ids]))
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -105,9 +125,8 @@ def link_figures(holder: DrivenHolder, *, receivers: int, seconds: float) -> dic
 EVENTS = ("pack off", "power off", "name change", "RF loss")
 _TILE = "document.querySelector(`article.tile[data-channel-id=\"${pk}\"]`)"
 _STATUS_JS = f"([pk, prefix]) => {{ const t = {_TILE}; return !!t && (t.dataset.status || '').startsWith(prefix); }}"
-_LIVE_JS = (
-    f"([pk]) => {{ const t = {_TILE}; return !!t && ['GOOD', 'REPLACE', 'CRITICAL'].includes(t.dataset.status); }}"
-)
+_LIVE = "['GOOD', 'REPLACE', 'CRITICAL', 'AUDIO_PEAK', 'BATTERY_UNKNOWN']"  # a pack switched on, receiver online
+_LIVE_JS = f"([pk]) => {{ const t = {_TILE}; return !!t && {_LIVE}.includes(t.dataset.status); }}"
 _TEXT_JS = f"([pk, text]) => {{ const t = {_TILE}; return !!t && t.textContent.includes(text); }}"
 _RF_ZERO_JS = (
     f"([pk]) => {{ const t = {_TILE}; const m = t && t.querySelector('.meter-rf');"
@@ -140,6 +159,7 @@ def device_to_screen(
     from playwright.sync_api import sync_playwright
 
     delays: dict[str, list[float]] = {event: [] for event in EVENTS}
+    jitter = random.Random(8)
     order = list(tiles.items())
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=_CHROMIUM_ARGS)
@@ -152,7 +172,12 @@ def device_to_screen(
             page.wait_for_selector("#board-grid article.tile", timeout=timeout * 1000)
 
             def change(request: dict, condition: str, arg) -> float:
-                """Make the change, then wait for the page to show it; seconds from before the request."""
+                """Make the change, then wait for the page to show it; seconds from before the request.
+
+                A change waits a random part of a second first: in a show, changes come at any moment of
+                the refresh cycle, not right after the swap that showed the previous one.
+                """
+                time.sleep(jitter.uniform(0.0, 1.0))
                 started = time.monotonic()
                 control(request)
                 try:
@@ -185,3 +210,82 @@ def device_to_screen(
         finally:
             browser.close()
     return delays
+
+
+def latency_line(channels: int, refresh: float, delays: dict[str, list[float]]) -> str:
+    """One row: channels, refresh interval, p50/p95 per event, and p95 over every change."""
+    every = [d for values in delays.values() for d in values]
+    cells = "  ".join(f"{event} {median(v):.2f}/{p95(v):.2f}" for event, v in delays.items())
+    return f"  {channels:>4} ch  refresh {refresh:g} s  {cells}  all p95 {p95(every):.2f} s ({len(every)} changes)"
+
+
+SERVED_NOTES = """\
+  latency: seconds from the simulator's change (pack off, receiver power off, channel renamed, pack out of RF
+    range) to Chromium showing it on the board, median/p95 per kind; targets: all p95 <= 1.5 s at a 1 s refresh,
+    <= 1.0 s at 0.5 s. The path: the receiver's REPORT or SAMPLE, the consumer's link, a flush (<= 0.25 s),
+    the board version, the next refresh (changed tiles only), the swap.
+  load: manage.py loadtest, each screen its own viewer session refreshing like board.js (If-None-Match and
+    snapshot id); targets: 0 errors, p95 <= 100 ms; RSS of the server's processes sampled over the run"""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code in (200, 503)
+    except httpx.TransportError:
+        return False
+
+
+@contextlib.contextmanager
+def served(*, env: dict[str, str]) -> Iterator[str]:
+    """``manage.py serve`` (gunicorn with 2 workers and the Huey consumer) over this run's database.
+
+    On a free loopback port, with ``env`` added to this process's environment; stopped with SIGTERM (the
+    supervisor stops gunicorn and the consumer, whose holder closes its links) when the block ends.
+    Yields the server's base URL.
+    """
+    port = _free_port()
+    manage = str(settings.BASE_DIR / "manage.py")
+    full_env = {k: v for k, v in os.environ.items() if k != "PYTEST_VERSION"} | env
+    with tempfile.TemporaryDirectory(prefix="micboard-served-") as tmp:
+        log_path = Path(tmp) / "serve.log"
+        with open(log_path, "w") as log:
+            server = subprocess.Popen(  # noqa: S603 (our own argv)
+                [sys.executable, manage, "serve", "--port", str(port), "--workers", "2"],
+                env=full_env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        try:
+            deadline = time.monotonic() + 90
+            while not _answers(f"http://127.0.0.1:{port}/healthz"):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    tail = log_path.read_text().strip().splitlines()[-3:] or ["no output"]
+                    raise CommandError("manage.py serve did not start: " + " | ".join(tail))
+                time.sleep(0.2)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+def load(url: str, *, seconds: float, screens: int) -> list[str]:
+    """The lines ``manage.py loadtest`` prints against ``url`` (its RSS of the server's processes included)."""
+    manage = str(settings.BASE_DIR / "manage.py")
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_VERSION"}
+    done = subprocess.run(  # noqa: S603 (our own argv)
+        [sys.executable, manage, "loadtest", "--url", url, "--screens", str(screens), "--seconds", str(seconds),
+         "--rss-every", "10"],
+        env=env, capture_output=True, text=True, check=False,
+    )
+    lines = done.stdout.splitlines()
+    if done.returncode:
+        lines.append(f"loadtest failed: {done.stderr.strip()[-300:]}")
+    return lines

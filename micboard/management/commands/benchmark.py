@@ -16,21 +16,15 @@ import multiprocessing
 import os
 import platform
 import resource
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import django
-import httpx
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
@@ -41,7 +35,8 @@ from django.utils import timezone
 
 from micboard import coordination
 from micboard.management.commands import _bench_live as live
-from micboard.models import AuditEntry, Manufacturer, RealTimeConnection, Receiver, Transmitter
+from micboard.management.commands.simctl import send_request
+from micboard.models import AuditEntry, Channel, Manufacturer, RealTimeConnection, Receiver, Transmitter
 from micboard.query_optimization import QueryAnalyzer
 from micboard.services import BoardService, DeviceService, RoleService
 from micboard.services.board import HEARTBEAT_KEY
@@ -86,18 +81,19 @@ def _rig(index: int) -> RigDevice:
 
 
 def _device(rig: RigDevice) -> SimulatedShureDevice:
-    return SimulatedShureDevice(rig, host="127.0.0.1", port=0, dynamics=True, chaos=True)
+    # Packs stay on unless the run switches them (the latency figures switch them themselves).
+    return SimulatedShureDevice(rig, host="127.0.0.1", port=0, dynamics=True, chaos=True, pack_events_per_hour=0)
 
 
 def _simulator_child(rigs: Sequence[RigDevice], conn) -> None:
     """Body of the simulator process: serve ``rigs`` until the parent says stop (or goes away)."""
     try:
-        sim = SimulatorThread([_device(r) for r in rigs]).start()
+        sim = SimulatorThread([_device(r) for r in rigs], control_port=0).start()
     except BaseException as exc:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
     try:
-        conn.send(("ok", {r.key: sim.address(r.key) for r in rigs}))
+        conn.send(("ok", ({r.key: sim.address(r.key) for r in rigs}, sim.control_address)))
         with contextlib.suppress(EOFError):
             conn.recv()  # "stop", or EOF when the parent went away
     finally:
@@ -111,14 +107,16 @@ class _Simulator:
         self.rigs = list(rigs)
         self.mode = mode
         self.addresses: dict[str, tuple[str, int]] = {}
+        self.control_address: tuple[str, int] = ("127.0.0.1", 0)
         self._thread: SimulatorThread | None = None
         self._process = None
         self._conn = None
 
     def start(self) -> _Simulator:
         if self.mode == "thread":
-            self._thread = SimulatorThread([_device(r) for r in self.rigs]).start()
+            self._thread = SimulatorThread([_device(r) for r in self.rigs], control_port=0).start()
             self.addresses = {r.key: self._thread.address(r.key) for r in self.rigs}
+            self.control_address = self._thread.control_address
             return self
         ctx = multiprocessing.get_context("fork")
         parent, child = ctx.Pipe()
@@ -131,8 +129,16 @@ class _Simulator:
         status, payload = parent.recv()
         if status != "ok":
             raise CommandError(f"the simulator process failed to start: {payload}")
-        self.addresses = payload
+        self.addresses, self.control_address = payload
         return self
+
+    def control(self, request: dict) -> dict:
+        """One request to the simulator's control server (simctl's JSON lines); raises CommandError."""
+        host, port = self.control_address
+        reply = send_request(request, host, port)
+        if not reply.get("ok"):
+            raise CommandError(f"the simulator refused {request}: {reply.get('error')}")
+        return reply
 
     def stop(self) -> None:
         if self._thread is not None:
@@ -243,9 +249,15 @@ class Command(BaseCommand):
             "measured code for the GIL) or from a thread of this process",
         )
         parser.add_argument(
+            "--latency-trials", type=int, default=0, metavar="N",
+            help="device change -> visible in Chromium: N changes of each kind per board size and refresh interval, "
+            "against manage.py serve (gunicorn, 2 workers, the consumer's links) on a free loopback port "
+            "(default 0: skip; make bench runs 10)",
+        )
+        parser.add_argument(
             "--load-seconds", type=float, default=0, metavar="S",
-            help="also run the load figure for S seconds: manage.py serve --demo (gunicorn, 2 workers) on a free "
-            "loopback port with a data directory of its own, and manage.py loadtest against it (default 0: skip)",
+            help="sustained load for S seconds per board size: manage.py loadtest against manage.py serve "
+            "(default 0: skip; make bench runs 300)",
         )
         parser.add_argument(
             "--load-screens", type=int, default=100, metavar="N", help="screens of the load figure (default 100)"
@@ -280,12 +292,11 @@ class Command(BaseCommand):
             _Run(
                 self, receivers=receivers, boards=boards, repeat=repeat, requests=requests,
                 poll_timeout=options["poll_timeout"], mode=mode, existing=existing,
-                link_seconds=options["link_seconds"],
+                link_seconds=options["link_seconds"], latency_trials=options["latency_trials"],
+                load_seconds=options["load_seconds"], load_screens=options["load_screens"],
             ).execute()
         finally:
             request_log.setLevel(level)
-        if options["load_seconds"] > 0:
-            load_section(self, seconds=options["load_seconds"], screens=options["load_screens"])
 
     def line(self, text: str = "") -> None:
         self.stdout.write(text)
@@ -295,10 +306,14 @@ class _Run:
     """One benchmark run: set-up, the two sections, and a clean-up that always happens."""
 
     def __init__(
-        self, command: Command, *, receivers, boards, repeat, requests, poll_timeout, mode, existing, link_seconds
+        self, command: Command, *, receivers, boards, repeat, requests, poll_timeout, mode, existing, link_seconds,
+        latency_trials=0, load_seconds=0.0, load_screens=100,
     ):
         self.out = command.line
         self.link_seconds = link_seconds
+        self.latency_trials = latency_trials
+        self.load_seconds = load_seconds
+        self.load_screens = load_screens
         self.style = command.style
         self.receiver_sizes = receivers
         self.board_sizes = boards
@@ -341,6 +356,8 @@ class _Run:
             self.board_section()
             self.memory_section()
             self.query_section()
+            if self.latency_trials or self.load_seconds:
+                self.served_section()
         finally:
             try:
                 self.clean_up()
@@ -497,6 +514,45 @@ class _Run:
         self.out("  flush ms: median/p95 of one write of the links' readings (every 0.25 s, changed fields only)")
         self.out("  readings/s: receiver readings written per second (a receiver's newest per flush)")
 
+    def served_section(self) -> None:
+        """Latency in Chromium and sustained load, against the product as deployed (manage.py serve)."""
+        password = uuid.uuid4().hex
+        self.user.set_password(password)
+        self.user.save()
+        self.out("")
+        self.out(self.style.MIGRATE_HEADING(
+            "Served: manage.py serve (gunicorn, 2 workers; the Huey consumer's live links) on a free loopback port"
+        ))
+        settings.MICBOARD_METER_RATE_MS = self.show_meter_rate
+        try:
+            for channels in self.board_sizes:
+                count = math.ceil(channels / CHANNELS_PER_RECEIVER)
+                self.activate(count)
+                active = self.mine[:count]
+                tiles = {
+                    (rig.key, number): Channel.objects.get(receiver=receiver, number=number).pk
+                    for rig, receiver in zip(self.rigs, active[:4], strict=False)
+                    for number in range(1, CHANNELS_PER_RECEIVER + 1)
+                }
+                env = {"MICBOARD_METER_RATE_MS": str(self.show_meter_rate)}
+                if self.latency_trials:
+                    for refresh in (1.0, 0.5):
+                        with live.served(env={**env, "MICBOARD_REFRESH_INTERVAL": str(refresh)}) as url:
+                            live.wait_until(lambda ids=[r.pk for r in active]: live.all_held(ids), 60, "link them all")
+                            delays = live.device_to_screen(
+                                base_url=url, username=self.user.get_username(), password=password,
+                                control=self.simulator.control, tiles=tiles, trials=self.latency_trials,
+                            )
+                        self.out(live.latency_line(count * CHANNELS_PER_RECEIVER, refresh, delays))
+                if self.load_seconds:
+                    with live.served(env={**env, "MICBOARD_REFRESH_INTERVAL": "1"}) as url:
+                        for line in live.load(url, seconds=self.load_seconds, screens=self.load_screens):
+                            self.out(f"  {count * CHANNELS_PER_RECEIVER:>4} ch  {line.strip()}")
+        finally:
+            settings.MICBOARD_METER_RATE_MS = METER_RATE_MS
+            self.heartbeat_ours = coordination.store().get(HEARTBEAT_KEY)
+        self.out(live.SERVED_NOTES)
+
     def set_board_size(self, channels: int) -> int:
         """Exactly the first ceil(C/4) benchmark receivers active and freshly polled; returns the tile count."""
         count = math.ceil(channels / CHANNELS_PER_RECEIVER)
@@ -652,65 +708,3 @@ class _Run:
                 self.out(f"    {line}")
         self.out(f"  slow: at least MICBOARD_SLOW_QUERY_MS={settings.MICBOARD_SLOW_QUERY_MS:g} ms; N+1: one query "
                  "shape run 3 times or more with other parameters; duplicate: same SQL and parameters twice")
-
-
-def load_section(command: BaseCommand, *, seconds: float, screens: int) -> None:
-    """The load figure: ``screens`` viewers refreshing every second against ``make serve``'s stack with the demo rig.
-
-    The stack (gunicorn with 2 workers, the Huey consumer, the simulated demo rig) runs from ``manage.py serve
-    --demo`` on a free loopback port, on a data directory of its own (SQLite, file cache) that is removed
-    afterwards; ``manage.py loadtest`` drives it from another process and samples the stack's memory.
-    """
-    manage = str(settings.BASE_DIR / "manage.py")
-    out = command.stdout.write
-    out("")
-    out(command.style.MIGRATE_HEADING(
-        f"Load: {screens} screens refreshing /board/grid/ every second for {seconds:g} s (manage.py loadtest)"
-    ))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    with tempfile.TemporaryDirectory(prefix="micboard-load-") as data:
-        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "PYTEST_VERSION")}
-        env.update(MICBOARD_DATA_DIR=data, MICBOARD_KEY_PREFIX=f"micboard-load-{uuid.uuid4().hex[:10]}")
-        for argv in (["migrate", "--verbosity", "0"], ["seed_demo"]):
-            subprocess.run([sys.executable, manage, *argv], env=env, check=True, capture_output=True)  # noqa: S603
-        out(f"  server     manage.py serve --demo --workers 2 on 127.0.0.1:{port}; sqlite and file cache in {data}")
-        log_path = Path(data) / "serve.log"
-        with open(log_path, "w") as log:
-            server = subprocess.Popen(  # noqa: S603 (our own argv)
-                [sys.executable, manage, "serve", "--demo", "--port", str(port), "--workers", "2"],
-                env=env, stdout=log, stderr=subprocess.STDOUT,
-            )
-        try:
-            deadline = time.monotonic() + 90
-            while not _answers(f"http://127.0.0.1:{port}/healthz"):
-                if server.poll() is not None or time.monotonic() > deadline:
-                    tail = log_path.read_text().strip().splitlines()[-1:] or ["no output"]
-                    raise CommandError(f"manage.py serve --demo did not start: {tail[0]}")
-                time.sleep(0.2)
-            load = subprocess.run(  # noqa: S603 (our own argv)
-                [sys.executable, manage, "loadtest", "--url", f"http://127.0.0.1:{port}", "--screens", str(screens),
-                 "--seconds", str(seconds), "--rss-every", "10"],
-                env=env, capture_output=True, text=True, check=False,
-            )
-            for line in load.stdout.splitlines():
-                out(line)
-            if load.returncode:
-                out(command.style.ERROR(load.stderr.strip()))
-        finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-    out("  RSS: resident memory of the stack's processes from /proc, sampled every 10 s over the run")
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code in (200, 503)
-    except httpx.TransportError:
-        return False
-
