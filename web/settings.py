@@ -325,8 +325,10 @@ MICBOARD_POLL_INTERVAL = env_float("MICBOARD_POLL_INTERVAL", 2.0, minimum=0.5)
 MICBOARD_REFRESH_INTERVAL = env_float("MICBOARD_REFRESH_INTERVAL", 2.0, minimum=0.5)
 # Per-receiver timeout of one poll, seconds.
 MICBOARD_POLL_TIMEOUT = env_float("MICBOARD_POLL_TIMEOUT", 3.0, minimum=0.2)
-# METER_RATE asked of the receivers during a poll (clamped per family: >= 100 ms, QLX-D >= 1000 ms).
-MICBOARD_METER_RATE_MS = int(env_float("MICBOARD_METER_RATE_MS", 1000, minimum=100))
+# METER_RATE asked of the receivers (links and polls; clamped per family: >= 100 ms, QLX-D >= 1000 ms). Every
+# SAMPLE is parsed and written, so it costs CPU (make bench: links section); 250 ms shows an RF loss within
+# a quarter second.
+MICBOARD_METER_RATE_MS = int(env_float("MICBOARD_METER_RATE_MS", 250, minimum=100))
 # Live links (Receiver.link = "Live link"): each receiver is held by one consumer through a lease of
 # this many seconds in the coordination store, renewed every second by its holder; a consumer that
 # dies loses its receivers to the others within one lease. A holder task runs for one shift, then
