@@ -235,6 +235,9 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 SESSION_COOKIE_HTTPONLY = True
+# Sessions are read from the cache and kept in the database (Django's cached_db, falling back to the
+# database whenever the cache fails): a board refresh reads no session row.
+SESSION_ENGINE = "web.sessions"
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
 
 # "plain" text lines, or "json": one JSON object per line (for a log collector).
