@@ -258,12 +258,23 @@ def cache_down(settings):
 
 
 @pytest.fixture
+def cache_folder_unusable(settings, tmp_path):
+    """The embedded default's cache folder turned into a file: every cache call fails."""
+    blocked = tmp_path / "cache"
+    blocked.write_text("not a directory")
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(blocked)}
+    }
+    return settings
+
+
+@pytest.fixture
 def everything_down(cache_down):
     cache_down.REDIS_URL = DEAD_REDIS  # the coordination store too
     return cache_down
 
 
-@pytest.mark.parametrize("outage", ["cache_down", "everything_down"])
+@pytest.mark.parametrize("outage", ["cache_down", "cache_folder_unusable", "everything_down"])
 def test_with_the_cache_down_the_database_grants_and_refuses(rig, outage, request):
     user = make_user("wrangler", role="viewer")
     viewer = signed_in(user)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.contrib.sessions.backends.cached_db import SessionStore as CachedDBStore
 from django.contrib.sessions.backends.db import SessionStore as DBStore
+from django.core.cache import caches
 
 logger = logging.getLogger("web.sessions")
 
@@ -21,6 +23,13 @@ CACHE_SECONDS = 5 * 60
 
 class SessionStore(CachedDBStore):
     """``cached_db`` sessions that fall back to the database whenever the cache fails."""
+
+    def __init__(self, session_key: str | None = None):
+        DBStore.__init__(self, session_key)  # the cache is reached on use, where its failures are caught
+
+    @property
+    def _cache(self):
+        return caches[settings.SESSION_CACHE_ALIAS]  # a cache that cannot even be opened fails here
 
     def _cache_seconds(self, age: int) -> int:
         return max(0, min(age, CACHE_SECONDS))
