@@ -1,9 +1,10 @@
 """Signal handlers: the audit trail of configuration changes, and the invalidation of cached access.
 
 ``web.access`` keeps what it decided about a session (a user's role and session hash, a kiosk link)
-in the cache, under the ``access`` namespace (``micboard.caching``: its version lives in the
-coordination store, so every process sees a bump). Every change that could alter such a decision
-bumps that version, so the very next request decides again from the database:
+in the sessions' cache (``SESSION_CACHE_ALIAS``), under the ``access`` namespace (``micboard.caching``
+versions: the version lives in the coordination store, so every process sees a bump). Every change
+that could alter such a decision bumps that version, so the very next request decides again from
+the database:
 
 - a user saved or deleted (is_active, is_staff, is_superuser, a new password: a new session hash),
   except a save of ``last_login`` alone (signing in);
@@ -21,15 +22,19 @@ entry is also deleted, in case the coordination store cannot be written.
 from __future__ import annotations
 
 import hashlib
+import logging
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group as AuthGroup
+from django.core.cache import caches
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
-from micboard.caching import cache_delete, cache_key, invalidate_cache, invalidate_cache_on_commit
+from micboard.caching import cache_key, invalidate_cache, invalidate_cache_on_commit
 from micboard.models import Assignment, AuditEntry, Group, KioskLink, Location, Performer, Receiver
+
+logger = logging.getLogger("micboard.access")
 
 AUDITED = (Receiver, Assignment, Group, Location, Performer)
 ACCESS_NAMESPACE = "access"
@@ -71,10 +76,22 @@ def kiosk_grant_key(token_id: str) -> str:
     return cache_key(ACCESS_NAMESPACE, "kiosk", hashlib.sha256(str(token_id).encode()).hexdigest()[:32])
 
 
+def grant_cache():
+    """The cache of sessions and access decisions (``SESSION_CACHE_ALIAS``), apart from the shared board renders.
+
+    Raises:
+        Exception: whatever the backend raises when it cannot be reached or opened.
+    """
+    return caches[settings.SESSION_CACHE_ALIAS]
+
+
 def invalidate_access(*keys: str) -> None:
     """Make every cached access decision stale now and after the commit; drop ``keys`` as well."""
     for key in keys:
-        cache_delete(key)
+        try:
+            grant_cache().delete(key)
+        except Exception as exc:  # the version bump below still ends the entry
+            logger.warning("access cache unavailable, could not drop %s: %s", key, exc.__class__.__name__)
     invalidate_cache(ACCESS_NAMESPACE)
     invalidate_cache_on_commit(ACCESS_NAMESPACE)
 

@@ -247,13 +247,12 @@ def test_a_scoped_kiosk_follows_its_group_being_renamed(rig):
 
 @pytest.fixture
 def cache_down(settings):
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": DEAD_REDIS,
-            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
-        }
+    dead = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": DEAD_REDIS,
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
     }
+    settings.CACHES = {"default": dead, "access": dead}  # board renders, sessions and access decisions
     return settings
 
 
@@ -262,9 +261,8 @@ def cache_folder_unusable(settings, tmp_path):
     """The embedded default's cache folder turned into a file: every cache call fails."""
     blocked = tmp_path / "cache"
     blocked.write_text("not a directory")
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(blocked)}
-    }
+    unusable = {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(blocked)}
+    settings.CACHES = {"default": unusable, "access": unusable}
     return settings
 
 

@@ -55,8 +55,10 @@ needs a finer check than the role; the operator group holds the permissions list
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import wraps
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, logout
@@ -70,12 +72,14 @@ from django.utils.functional import SimpleLazyObject, empty
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django_htmx.http import HttpResponseClientRedirect
 
-from micboard.caching import namespace_version, versioned_get, versioned_set
+from micboard.caching import namespace_version
 from micboard.exceptions import CoordinationError, KioskLinkError
 from micboard.models import Group, KioskLink
 from micboard.services.kiosk import MESSAGES, TOUCH_EVERY, KioskService
 from micboard.services.roles import OPERATOR, VIEWER, RoleService
-from micboard.signals import ACCESS_NAMESPACE, kiosk_grant_key, user_grant_key
+from micboard.signals import ACCESS_NAMESPACE, grant_cache, kiosk_grant_key, user_grant_key
+
+logger = logging.getLogger("web.access")
 
 KIOSK_SESSION_KEY = "micboard_kiosk"
 KIOSK_LIFETIME = 365 * 24 * 3600  # seconds a kiosk session lasts when its link does not expire
@@ -141,6 +145,26 @@ def _grant_version() -> str | None:
         return None
 
 
+def _grant_get(key: str, *, version: str) -> tuple[bool, Any]:
+    """A kept decision, if it was kept under ``version``; a cache that fails is a miss."""
+    try:
+        entry = grant_cache().get(key)
+    except Exception as exc:  # every backend has its own errors; the database decides instead
+        logger.warning("access cache unavailable, deciding from the database: %s", exc.__class__.__name__)
+        return False, None
+    if isinstance(entry, tuple) and len(entry) == 2 and entry[0] == version:
+        return True, entry[1]
+    return False, None
+
+
+def _grant_set(key: str, value: Any, *, version: str, timeout: float) -> None:
+    """Keep a decision under ``version``; a cache that fails keeps nothing."""
+    try:
+        grant_cache().set(key, (version, value), timeout)
+    except Exception as exc:
+        logger.warning("access cache unavailable, not keeping a decision: %s", exc.__class__.__name__)
+
+
 def _user_not_loaded(request: HttpRequest) -> bool:
     """Whether ``request.user`` is still AuthenticationMiddleware's lazy session user, not loaded yet.
 
@@ -156,7 +180,7 @@ def _kept_access(request: HttpRequest, version: str) -> Access | None:
     session = request.session
     user_id = session.get(SESSION_KEY)
     if user_id is not None:
-        hit, grant = versioned_get(user_grant_key(user_id), version=version)
+        hit, grant = _grant_get(user_grant_key(user_id), version=version)
         if not hit or not isinstance(grant, UserGrant) or session.get(BACKEND_SESSION_KEY) != grant.backend:
             return None
         if not constant_time_compare(session.get(HASH_SESSION_KEY) or "", grant.session_hash):
@@ -165,7 +189,7 @@ def _kept_access(request: HttpRequest, version: str) -> Access | None:
     token_id = session.get(KIOSK_SESSION_KEY)
     if not token_id:
         return Access(role=None, signed_in=False)  # anonymous: Django would find no user either
-    hit, link = versioned_get(kiosk_grant_key(str(token_id)), version=version)
+    hit, link = _grant_get(kiosk_grant_key(str(token_id)), version=version)
     if not hit or not isinstance(link, KioskLink) or link.token_id != str(token_id):
         return None
     now = timezone.now()
@@ -186,7 +210,7 @@ def _decided_access(request: HttpRequest, version: str | None) -> Access:
         backend = request.session.get(BACKEND_SESSION_KEY) if hasattr(request, "session") else None
         if version is not None and backend and hasattr(user, "get_session_auth_hash"):
             grant = UserGrant(session_hash=user.get_session_auth_hash(), backend=backend, role=role)
-            versioned_set(user_grant_key(user.pk), grant, version=version, timeout=GRANT_SECONDS)
+            _grant_set(user_grant_key(user.pk), grant, version=version, timeout=GRANT_SECONDS)
         return Access(role=role, signed_in=True)
     token_id = request.session.get(KIOSK_SESSION_KEY) if hasattr(request, "session") else None
     if not token_id:
@@ -196,7 +220,7 @@ def _decided_access(request: HttpRequest, version: str | None) -> Access:
     except KioskLinkError as exc:
         return Access(role=None, signed_in=False, kiosk_error=exc)
     if version is not None:
-        versioned_set(kiosk_grant_key(link.token_id), link, version=version, timeout=GRANT_SECONDS)
+        _grant_set(kiosk_grant_key(link.token_id), link, version=version, timeout=GRANT_SECONDS)
     return Access(role=None, signed_in=False, kiosk=link)
 
 
@@ -316,7 +340,7 @@ def end_kiosk_session(sender, request=None, user=None, **kwargs) -> None:
     if role is None and fresh.is_staff:
         role = VIEWER
     grant = UserGrant(session_hash=fresh.get_session_auth_hash(), backend=backend, role=role)
-    versioned_set(user_grant_key(fresh.pk), grant, version=version, timeout=GRANT_SECONDS)
+    _grant_set(user_grant_key(fresh.pk), grant, version=version, timeout=GRANT_SECONDS)
 
 
 class KioskMiddleware:
