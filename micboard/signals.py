@@ -10,6 +10,7 @@ the database:
   except a save of ``last_login`` alone (signing in);
 - a user's groups changed (either side of the relation), a group's permissions changed, an auth
   group saved or deleted (a role is a group's name);
+- a session row deleted (signed out elsewhere): its cached copy is dropped as well;
 - a kiosk link saved, deleted or updated in bulk (revocation and expiry go through
   ``KioskLinkQuerySet.update``), a board group saved that a link is scoped to (deleting a group
   deletes its scoped links).
@@ -27,7 +28,10 @@ import logging
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group as AuthGroup
+from django.contrib.sessions.backends.cached_db import KEY_PREFIX as SESSION_KEY_PREFIX
+from django.contrib.sessions.models import Session
 from django.core.cache import caches
+from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
@@ -134,3 +138,18 @@ def board_group_changed(sender, instance, raw=False, **kwargs):
 @receiver(post_delete, sender=KioskLink, dispatch_uid="micboard-access-kiosk-deleted")
 def kiosk_link_changed(sender, instance, **kwargs):
     invalidate_access(kiosk_grant_key(instance.token_id))
+
+
+def _drop_cached_session(key: str) -> None:
+    try:
+        grant_cache().delete(key)
+    except Exception as exc:  # its copy there lives at most web.sessions.CACHE_SECONDS
+        logger.warning("session cache unavailable, a deleted session's copy stays there: %s", exc.__class__.__name__)
+
+
+@receiver(post_delete, sender=Session, dispatch_uid="micboard-access-session-deleted")
+def session_deleted(sender, instance, **kwargs):
+    """A session deleted in the database (signed out elsewhere, cleared) is gone from the cache too."""
+    key = SESSION_KEY_PREFIX + instance.session_key
+    _drop_cached_session(key)
+    transaction.on_commit(lambda: _drop_cached_session(key))  # a reader may have cached it before the commit

@@ -192,6 +192,15 @@ def test_deleted_user_is_sent_to_log_in(rig):
     assert to_login(grid(client, etag))
 
 
+def test_session_deleted_elsewhere_is_signed_out_on_the_next_refresh(rig):
+    from django.contrib.sessions.models import Session
+
+    client = signed_in(make_user("wrangler", role="viewer"))
+    etag = refresh_without_sql(client)
+    Session.objects.all().delete()
+    assert to_login(grid(client, etag))
+
+
 def test_revoked_kiosk_is_refused_on_the_next_refresh(rig):
     link = KioskService.create(name="FOH tablet")
     client = open_kiosk(link)
