@@ -66,3 +66,19 @@ class ChannelQuerySet(models.QuerySet):
 
     def with_low_battery(self, threshold: int = 2) -> ChannelQuerySet:
         return self.filter(transmitter__present=True, transmitter__battery_bars__lte=threshold)
+
+
+class KioskLinkQuerySet(models.QuerySet):
+    # Noting a link's use changes nothing about what it grants.
+    BOOKKEEPING = frozenset({"last_used_at"})
+
+    def update(self, **kwargs) -> int:
+        """Update the rows; a change of anything but the bookkeeping (revocation, expiry, group) reaches
+        the access cache at once, as a save does (``micboard.signals``), so the next request decides again.
+        """
+        rows = super().update(**kwargs)
+        if set(kwargs) - self.BOOKKEEPING:
+            from micboard.signals import invalidate_access
+
+            invalidate_access()
+        return rows

@@ -14,7 +14,7 @@ from django.utils.text import slugify
 
 from micboard.caching import MEDIUM, cached_property_with_ttl
 from micboard.drivers.shure_models import SHURE_MODELS, shure_model
-from micboard.managers import ChannelQuerySet, ReceiverQuerySet
+from micboard.managers import ChannelQuerySet, KioskLinkQuerySet, ReceiverQuerySet
 from micboard.status import ChannelStatus
 
 DRIVER_SHURE_TCP = "shure_tcp"
@@ -386,6 +386,8 @@ class KioskLink(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True, help_text="Leave empty for a link that never expires.")
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = KioskLinkQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

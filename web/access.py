@@ -9,7 +9,16 @@ Roles (``micboard.services.roles``) are Django groups, lowest first:
 
 A browser that opened a kiosk link (``/k/<signed token>/``) has no Django user: its session holds
 the link's token_id and every request checks the link again, so revoking it (or its expiry) refuses
-the very next refresh. Kiosk sessions are read-only: they never pass ``operator_required`` and
+the very next refresh.
+
+Decisions are cached, so a board refresh (a 304 above all) needs no SQL: the session comes from the
+cache (``web.sessions``), and what ``access_of`` decided is kept per user (the role, the session
+hash and the auth backend the session must still carry) and per kiosk link (the checked link; its
+expiry is compared with the clock on every request, its use noted at most once a minute), under the
+``access`` namespace that ``micboard.signals`` bumps on every change of a user, a user's groups, a
+role group, a kiosk link or a board group. ``request.user`` is not loaded unless the grant is
+missing. A cache or coordination store that is down means the database decides, as without a
+cache; an entry lives at most ``GRANT_SECONDS``. Kiosk sessions are read-only: they never pass ``operator_required`` and
 :class:`KioskMiddleware` refuses any POST/PUT/PATCH/DELETE from them.
 
 API for views (apply the decorator closest to the function, under ``require_GET``/``require_POST``):
@@ -46,25 +55,35 @@ needs a finer check than the role; the operator group holds the permissions list
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import wraps
+from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import logout
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, logout
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare
+from django.utils.functional import SimpleLazyObject, empty
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django_htmx.http import HttpResponseClientRedirect
 
-from micboard.exceptions import KioskLinkError
+from micboard.caching import namespace_version
+from micboard.exceptions import CoordinationError, KioskLinkError
 from micboard.models import Group, KioskLink
-from micboard.services.kiosk import KioskService
+from micboard.services.kiosk import MESSAGES, TOUCH_EVERY, KioskService
 from micboard.services.roles import OPERATOR, VIEWER, RoleService
+from micboard.signals import ACCESS_NAMESPACE, grant_cache, kiosk_grant_key, user_grant_key
+
+logger = logging.getLogger("web.access")
 
 KIOSK_SESSION_KEY = "micboard_kiosk"
 KIOSK_LIFETIME = 365 * 24 * 3600  # seconds a kiosk session lasts when its link does not expire
+GRANT_SECONDS = 5 * 60  # longest life of a cached decision (a bump ends it at once)
 NO_ROLE_MESSAGE = (
     "You are signed in, but you have no role on this micboard yet. Ask your production manager for a role."
 )
@@ -96,27 +115,113 @@ class Access:
         return RoleService.at_least(role=self.role, minimum=OPERATOR)
 
 
+@dataclass(frozen=True)
+class UserGrant:
+    """What was decided for a user, valid for a session that still carries this hash and backend."""
+
+    session_hash: str
+    backend: str
+    role: str | None
+
+
 def access_of(request: HttpRequest) -> Access:
-    """The access of a request (computed once per request)."""
+    """The access of a request (computed once per request; from the cache when a decision is kept)."""
     cached = getattr(request, "_micboard_access", None)
     if cached is not None:
         return cached
+    version = _grant_version() if _user_not_loaded(request) else None
+    access = _kept_access(request, version) if version is not None else None
+    if access is None:
+        access = _decided_access(request, version)
+    request._micboard_access = access
+    return access
+
+
+def _grant_version() -> str | None:
+    """The access namespace's version; None when the coordination store is down (nothing cached is used)."""
+    try:
+        return namespace_version(ACCESS_NAMESPACE)
+    except CoordinationError:
+        return None
+
+
+def _grant_get(key: str, *, version: str) -> tuple[bool, Any]:
+    """A kept decision, if it was kept under ``version``; a cache that fails is a miss."""
+    try:
+        entry = grant_cache().get(key)
+    except Exception as exc:  # every backend has its own errors; the database decides instead
+        logger.warning("access cache unavailable, deciding from the database: %s", exc.__class__.__name__)
+        return False, None
+    if isinstance(entry, tuple) and len(entry) == 2 and entry[0] == version:
+        return True, entry[1]
+    return False, None
+
+
+def _grant_set(key: str, value: Any, *, version: str, timeout: float) -> None:
+    """Keep a decision under ``version``; a cache that fails keeps nothing."""
+    try:
+        grant_cache().set(key, (version, value), timeout)
+    except Exception as exc:
+        logger.warning("access cache unavailable, not keeping a decision: %s", exc.__class__.__name__)
+
+
+def _user_not_loaded(request: HttpRequest) -> bool:
+    """Whether ``request.user`` is still AuthenticationMiddleware's lazy session user, not loaded yet.
+
+    Only then is the session the whole truth about who is asking (an API token replaces the user),
+    and only then was nothing read from the database before the namespace's version.
+    """
+    user = request.__dict__.get("user")
+    return isinstance(user, SimpleLazyObject) and user._wrapped is empty and hasattr(request, "session")
+
+
+def _kept_access(request: HttpRequest, version: str) -> Access | None:
+    """The access from the cached decision for this session; None when there is none to trust."""
+    session = request.session
+    user_id = session.get(SESSION_KEY)
+    if user_id is not None:
+        hit, grant = _grant_get(user_grant_key(user_id), version=version)
+        if not hit or not isinstance(grant, UserGrant) or session.get(BACKEND_SESSION_KEY) != grant.backend:
+            return None
+        if not constant_time_compare(session.get(HASH_SESSION_KEY) or "", grant.session_hash):
+            return None  # another password, or a session of before it: Django decides (and signs it out)
+        return Access(role=grant.role, signed_in=True)
+    token_id = session.get(KIOSK_SESSION_KEY)
+    if not token_id:
+        return Access(role=None, signed_in=False)  # anonymous: Django would find no user either
+    hit, link = _grant_get(kiosk_grant_key(str(token_id)), version=version)
+    if not hit or not isinstance(link, KioskLink) or link.token_id != str(token_id):
+        return None
+    now = timezone.now()
+    if link.expires_at is not None and link.expires_at <= now:
+        return Access(role=None, signed_in=False, kiosk_error=KioskLinkError(MESSAGES["expired"], reason="expired"))
+    if link.last_used_at is None or now - link.last_used_at >= TOUCH_EVERY:
+        return None  # time to note its use: KioskService.check does, and the decision is kept again
+    return Access(role=None, signed_in=False, kiosk=link)
+
+
+def _decided_access(request: HttpRequest, version: str | None) -> Access:
+    """The access decided from the database (today's rules), kept under ``version`` when there is one."""
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
         role = RoleService.role_of(user=user)
         if role is None and user.is_staff and user.is_active:
             role = VIEWER
-        access = Access(role=role, signed_in=True)
-    else:
-        token_id = request.session.get(KIOSK_SESSION_KEY) if hasattr(request, "session") else None
-        access = Access(role=None, signed_in=False)
-        if token_id:
-            try:
-                access = Access(role=None, signed_in=False, kiosk=KioskService.check(token_id=str(token_id)))
-            except KioskLinkError as exc:
-                access = Access(role=None, signed_in=False, kiosk_error=exc)
-    request._micboard_access = access
-    return access
+        backend = request.session.get(BACKEND_SESSION_KEY) if hasattr(request, "session") else None
+        if version is not None and backend and hasattr(user, "get_session_auth_hash"):
+            grant = UserGrant(session_hash=user.get_session_auth_hash(), backend=backend, role=role)
+            _grant_set(user_grant_key(user.pk), grant, version=version, timeout=GRANT_SECONDS)
+        return Access(role=role, signed_in=True)
+    token_id = request.session.get(KIOSK_SESSION_KEY) if hasattr(request, "session") else None
+    if not token_id:
+        return Access(role=None, signed_in=False)
+    try:
+        link = KioskService.check(token_id=str(token_id))
+    except KioskLinkError as exc:
+        return Access(role=None, signed_in=False, kiosk_error=exc)
+    if version is not None:
+        _grant_set(kiosk_grant_key(link.token_id), link, version=version, timeout=GRANT_SECONDS)
+    return Access(role=None, signed_in=False, kiosk=link)
 
 
 def is_operator(request: HttpRequest) -> bool:
@@ -214,11 +319,28 @@ def start_kiosk_session(request: HttpRequest, link: KioskLink) -> None:
     request._micboard_access = Access(role=None, signed_in=False, kiosk=link)
 
 
-def end_kiosk_session(sender, request=None, **kwargs) -> None:
-    """user_logged_in receiver: a browser where someone signs in stops being a kiosk."""
-    if request is not None and hasattr(request, "session"):
-        request.session.pop(KIOSK_SESSION_KEY, None)
-        request.__dict__.pop("_micboard_access", None)
+def end_kiosk_session(sender, request=None, user=None, **kwargs) -> None:
+    """user_logged_in receiver: a browser where someone signs in stops being a kiosk, and its decision is kept.
+
+    The user is read again after the access namespace's version (what authenticated them was read
+    before it), so the first board refresh after signing in needs no user or group query either.
+    """
+    if request is None or not hasattr(request, "session"):
+        return
+    request.session.pop(KIOSK_SESSION_KEY, None)
+    request.__dict__.pop("_micboard_access", None)
+    version = _grant_version()
+    backend = request.session.get(BACKEND_SESSION_KEY)
+    if version is None or user is None or not backend or not hasattr(user, "get_session_auth_hash"):
+        return
+    fresh = type(user)._default_manager.filter(pk=user.pk, is_active=True).first()
+    if fresh is None:
+        return
+    role = RoleService.role_of(user=fresh)
+    if role is None and fresh.is_staff:
+        role = VIEWER
+    grant = UserGrant(session_hash=fresh.get_session_auth_hash(), backend=backend, role=role)
+    _grant_set(user_grant_key(fresh.pk), grant, version=version, timeout=GRANT_SECONDS)
 
 
 class KioskMiddleware:

@@ -168,7 +168,14 @@ if REDIS_URL:
             "KEY_PREFIX": MICBOARD_KEY_PREFIX,
             # A Redis that hangs must not hang a request: fail fast, the board falls back to the database.
             "OPTIONS": {"socket_connect_timeout": 1.0, "socket_timeout": 1.0},
-        }
+        },
+        # Sessions and access decisions (web.sessions, web.access): per screen, apart from the shared renders.
+        "access": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": f"{MICBOARD_KEY_PREFIX}-access",
+            "OPTIONS": {"socket_connect_timeout": 1.0, "socket_timeout": 1.0},
+        },
     }
     HUEY = {
         "huey_class": "huey.RedisHuey",
@@ -185,7 +192,13 @@ else:
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
             "LOCATION": str(DATA_DIR / "cache"),
             "OPTIONS": {"MAX_ENTRIES": 2000},
-        }
+        },
+        # Sessions and access decisions (web.sessions, web.access): per screen, apart from the shared renders.
+        "access": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(DATA_DIR / "access-cache"),
+            "OPTIONS": {"MAX_ENTRIES": 5000},
+        },
     }
     HUEY = {
         "huey_class": "huey.SqliteHuey",
@@ -249,6 +262,10 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 SESSION_COOKIE_HTTPONLY = True
+# Sessions are read from the cache and kept in the database (Django's cached_db, falling back to the
+# database whenever the cache fails): a board refresh reads no session row.
+SESSION_ENGINE = "web.sessions"
+SESSION_CACHE_ALIAS = "access"
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
 
 # HTTPS behind a reverse proxy (README, "Deployment"). MICBOARD_HTTPS=1 turns on what a site served only

@@ -572,7 +572,9 @@ class _Run:
         self.out(f"  {'tiles':>5}  {'path':<40} {'ms':>15}  {'SQL':>9}  {'KB':>6}")
         for channels in self.board_sizes:
             self.measure_board(channels)
-        self.out("  SQL: queries per request (median, or median/max), the login's session and user lookups included")
+        self.out("  SQL: queries per request (median, or median/max); the session comes from the cache (web.sessions)")
+        self.out("    and the viewer's access from it too (web.access, kept at sign-in or by the first refresh):")
+        self.out("    the steady state of a screen that keeps refreshing, which a 304 serves with no SQL at all")
         self.out(f"  {CHANGED_TILES} tiles changed: their audio levels written to the database, then bump_version")
         self.out("    (what a poll that changed them does); the screen sends back its ETag and snapshot id (board.js)")
         self.out("  only those: the changed tiles as out-of-band swaps (the board is rebuilt from the database once")
