@@ -25,11 +25,27 @@ def drop_cache_entries() -> None:
         cache.clear()  # a file cache in this run's own directory
 
 
+def drop_access_entries() -> None:
+    """Drop this run's cached sessions and access decisions (the "access" cache, a prefix or folder of its own)."""
+    from django.conf import settings
+    from django.core.cache import caches
+
+    access = caches["access"]
+    if settings.REDIS_URL:
+        client = access._cache.get_client(write=True)
+        keys = list(client.scan_iter(match=f"{settings.CACHES['access']['KEY_PREFIX']}:*", count=500))
+        if keys:
+            client.delete(*keys)
+    else:
+        access.clear()  # a folder in this run's own directory
+
+
 def clear_own_state() -> None:
-    """Forget the board cache and the coordination keys of this run, and nothing else."""
+    """Forget the board cache, the access cache and the coordination keys of this run, and nothing else."""
     from micboard import coordination
 
     drop_cache_entries()
+    drop_access_entries()
     coordination.store().clear()
 
 

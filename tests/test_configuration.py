@@ -6,7 +6,7 @@ import sys
 import uuid
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
 
 from micboard.services import BoardService
 
@@ -48,10 +48,12 @@ def test_a_test_run_owns_its_state_and_touches_nobody_elses(settings):
         foreign = f"not-micboard-test:{uuid.uuid4().hex}"
         client.set(foreign, "keep me", ex=60)
         cache.set("micboard:test:ours", 1)
+        caches["access"].set("micboard:test:ours", 1)
         try:
             clear_own_state()
             assert client.get(foreign) == b"keep me"
             assert cache.get("micboard:test:ours") is None
+            assert caches["access"].get("micboard:test:ours") is None
         finally:
             client.delete(foreign)
 
