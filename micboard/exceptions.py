@@ -29,6 +29,10 @@ class ProtocolError(DriverError):
     """The device answered with something that is not valid for its protocol."""
 
 
+class LinkDroppedError(ProtocolError):
+    """A live link that worked was closed by the device or the network (a reboot, a cable, a switch)."""
+
+
 class ConnectionTimeoutError(DriverError):
     """The device did not connect or answer within the timeout."""
 

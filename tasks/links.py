@@ -45,7 +45,7 @@ from huey.contrib.djhuey import HUEY, db_periodic_task, db_task
 
 from micboard import coordination, metrics
 from micboard.drivers import get_driver, get_link
-from micboard.exceptions import CoordinationError, DriverError, MicboardError
+from micboard.exceptions import CoordinationError, DriverError, LinkDroppedError, MicboardError
 from micboard.models import LINK_PUSH
 from micboard.services import BoardService, DeviceService, PollOutcome, PollTarget
 from micboard.services.health import ConnectionHealthService
@@ -100,7 +100,6 @@ class _Link:
     task: asyncio.Task | None = None
     driver: object | None = None  # the driver's link object while connected
     pending: list[PollOutcome] = field(default_factory=list)  # outcomes not yet collected
-    connected: bool = False
 
 
 class LinkHolder:
@@ -120,7 +119,6 @@ class LinkHolder:
         self.on_flush = on_flush
         self.held: dict[int, PollTarget] = {}  # driving thread only
         self.seat: int | None = None
-        self.flushes = 0
         self._links: dict[int, _Link] = {}  # loop thread only
         self._drive = threading.Lock()
         self._last_driven = time.monotonic()
@@ -187,6 +185,7 @@ class LinkHolder:
         failures = 0
         while True:
             driver = None
+            dropped = False
             try:
                 driver = link_class(
                     target.host,
@@ -199,6 +198,8 @@ class LinkHolder:
                 up_at = loop.time()
                 await driver.run()
                 error = f"{target.host}:{target.port}: the link ended"
+            except LinkDroppedError as exc:
+                error, dropped = str(exc), True
             except DriverError as exc:
                 error = str(exc)
                 metrics.count(f"driver_errors:{exc.__class__.__name__}")
@@ -214,7 +215,7 @@ class LinkHolder:
                 if last is not None:  # what arrived just before the link failed is not lost
                     link.pending.append(PollOutcome(target.receiver_id, reading=last))
             link.driver = None
-            if connected and loop.time() - up_at > 2 and failures == 0 and "closed the connection" in error:
+            if dropped and loop.time() - up_at > 2 and failures == 0:
                 failures = 1  # a dropped link that had worked: reconnect at once, report only if that fails
                 logger.info("receiver %s: %s; reconnecting", target.receiver_id, error)
                 continue
@@ -312,7 +313,6 @@ class LinkHolder:
             BoardService.bump_version()
             if any(o.error for o in outcomes):  # the health header says so as soon as the board does
                 ConnectionHealthService.publish_summary()
-        self.flushes += 1
         if self.on_flush is not None:
             self.on_flush(outcomes, time.perf_counter() - started)
 

@@ -57,7 +57,13 @@ from micboard.drivers.shure_wire import (
     parse_message,
     wire_int,
 )
-from micboard.exceptions import AddressResolutionError, ConnectionTimeoutError, DeviceSilentError, ProtocolError
+from micboard.exceptions import (
+    AddressResolutionError,
+    ConnectionTimeoutError,
+    DeviceSilentError,
+    LinkDroppedError,
+    ProtocolError,
+)
 
 __all__ = ["DEFAULT_PORT", "ShureLink", "enable_keepalive", "poll"]
 
@@ -399,7 +405,8 @@ class ShureLink:
             AddressResolutionError, ConnectionTimeoutError: as :func:`poll` does, while connecting.
             DeviceSilentError: nothing at all within ``timeout`` of connecting, or silence for
                 ``silence_seconds`` later on.
-            ProtocolError: nothing valid, or the device closed the link (a reboot, another client
+            ProtocolError: nothing valid, or the ALL reply cut short.
+            LinkDroppedError: the device closed the link after it worked (a reboot, another client
                 taking the last control slot, a network fault).
         """
         loop = asyncio.get_running_loop()
@@ -437,7 +444,7 @@ class ShureLink:
 
             await session.wait(quiet_since + PROBE_AFTER_SECONDS, heard)
             if session.eof:
-                raise ProtocolError(f"{self.where}: closed the connection (device restarted or network fault?)")
+                raise LinkDroppedError(f"{self.where}: closed the connection (device restarted or network fault?)")
             quiet = loop.time() - session.last_byte_at
             if quiet >= self.silence_seconds:
                 raise DeviceSilentError(
