@@ -140,7 +140,15 @@ class LinkHolder:
                 asyncio.set_event_loop(loop)
                 loop.call_soon(ready.set)
                 self._watcher = loop.create_task(self._watch_driven())
-                loop.run_forever()
+                try:
+                    loop.run_forever()
+                finally:  # as asyncio.run ends: no task is left suspended (a link's close would never run)
+                    pending = asyncio.all_tasks(loop)
+                    for task in pending:
+                        task.cancel()
+                    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+                    loop.run_until_complete(loop.shutdown_asyncgens())
+                    loop.close()
 
             self._thread = threading.Thread(target=run, name="micboard-links", daemon=True)
             self._thread.start()
