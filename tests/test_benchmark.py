@@ -34,7 +34,8 @@ def test_benchmark_prints_figures_and_removes_what_it_created():
     assert re.search(rf"^\s+4\s+304, ETag current\s+{NUMBER} / {NUMBER}\s+\d+", out, re.M)
     for path in ("200, 4 tiles changed: only those", "200, 4 tiles changed: whole grid",
                  "200, another screen rendered it", "tile renders, all new"):
-        assert re.search(rf"{re.escape(path)}.*\s{NUMBER} / {NUMBER}\s+\d+\S*\s+{NUMBER}$", out, re.M), path
+        # ms median / p95, SQL, KB sent (gzip) / uncompressed
+        assert re.search(rf"{re.escape(path)}.*\s{NUMBER} / {NUMBER}\s+\d+\S*\s+{NUMBER}/{NUMBER}$", out, re.M), path
     assert re.search(rf"peak RSS after the board section\s+{NUMBER} MB", out)
     assert re.search(rf"tracemalloc peak, board section\s+{NUMBER} MB", out)
     # QueryAnalyzer's findings: the board's rebuild reads its tiles without a query per tile.

@@ -1,5 +1,6 @@
 """Changed tiles only (issue 8 §3): a refresh sends the tiles that changed since the client's grid."""
 
+import gzip
 import re
 
 import pytest
@@ -216,3 +217,18 @@ def test_a_changed_board_costs_one_build_and_unchanged_tiles_are_not_rendered_ag
         assert swapped_tiles(screens[1].refresh()) == [second]
     assert queries.touching("micboard_") == []  # the other screen's answer came from the cache
     assert renders.count("tile") == 5  # only the changed tile's new state was rendered
+
+
+def test_a_browser_gets_the_grid_compressed_and_still_its_304(admin_client, rig):
+    """Tablets on venue Wi-Fi get the grid gzipped; the ETag turns weak then and must still match."""
+    url = reverse("board-grid")
+    first = admin_client.get(url, headers={"HX-Request": "true", "Accept-Encoding": "gzip"})
+    assert first["Content-Encoding"] == "gzip" and "Accept-Encoding" in first["Vary"]
+    html = gzip.decompress(first.content).decode()
+    assert 'id="board-grid"' in html and len(first.content) < len(html) / 3
+    weak = first["ETag"]
+    assert weak.startswith('W/"b-')
+    again = admin_client.get(url, headers={"HX-Request": "true", "Accept-Encoding": "gzip", "If-None-Match": weak})
+    assert again.status_code == 304
+    strong = re.search(r'data-etag="([^"]*)"', html).group(1).replace("&quot;", '"')
+    assert admin_client.get(url, headers={"HX-Request": "true", "If-None-Match": strong}).status_code == 304

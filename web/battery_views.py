@@ -10,6 +10,7 @@ from django.shortcuts import render
 from django.templatetags.static import static
 from django.urls import reverse
 from django.views.decorators.cache import cache_control
+from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import require_GET
 
 from micboard.services import BatteryService
@@ -55,6 +56,7 @@ def battery(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+@gzip_page  # shared render, no secret in it
 @viewer_required
 def battery_list(request: HttpRequest) -> HttpResponse:
     """The list alone, for HTMX refreshes: one shared render per board version and group, 304 when current."""

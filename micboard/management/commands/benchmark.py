@@ -10,6 +10,8 @@ on error; it refuses a database that already holds receivers unless ``--force``.
 from __future__ import annotations
 
 import contextlib
+import gzip
+import html
 import logging
 import math
 import multiprocessing
@@ -173,6 +175,14 @@ def _ms(value: float) -> str:
 
 def _pair(values: Sequence[float]) -> str:
     return f"{_ms(median(values))} / {_ms(p95(values))}"
+
+
+def _sizes_of(response) -> tuple[int, int]:
+    """(bytes sent, bytes uncompressed) of a response's body."""
+    body = response.content
+    if response.get("Content-Encoding") == "gzip":
+        return len(body), len(gzip.decompress(body))
+    return len(body), len(body)
 
 
 def _maxrss_kb() -> int:
@@ -581,11 +591,11 @@ class _Run:
         self.out("    per version, its unchanged tiles' renders come from the per-state cache)")
         self.out("  whole grid: a screen without a known snapshot (first load, too far behind, no JavaScript)")
         self.out("  tile renders, all new: every tile rendered from its template (an empty render cache)")
-        self.out("  KB: body of the answer")
+        self.out("  KB: body of the answer as sent (gzip, asked for as Chromium does) / uncompressed")
 
     def grid(self, etag: str = "", state: str = ""):
         """GET the grid as htmx and board.js do, optionally with the client's ETag and snapshot id."""
-        headers = {"HX-Request": "true"}
+        headers = {"HX-Request": "true", "Accept-Encoding": "gzip, deflate, br"}  # as Chromium asks
         if etag:
             headers["If-None-Match"] = etag
         if state:
@@ -601,9 +611,21 @@ class _Run:
     @staticmethod
     def state_of(response) -> str:
         """The snapshot id a grid or a changed-tiles answer carries (``#board-meta[data-state]``)."""
-        body = response.content.decode()
-        start = body.index('data-state="', body.index('id="board-meta"')) + len('data-state="')
-        return body[start : body.index('"', start)]
+        return _Run.meta_of(response, "data-state")
+
+    @staticmethod
+    def etag_of(response) -> str:
+        """The ETag board.js sends back: ``#board-meta[data-etag]`` (the header is weak once gzipped)."""
+        return _Run.meta_of(response, "data-etag")
+
+    @staticmethod
+    def meta_of(response, attribute: str) -> str:
+        body = response.content
+        if response.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        text = body.decode()
+        start = text.index(f'{attribute}="', text.index('id="board-meta"')) + len(attribute) + 2
+        return html.unescape(text[start : text.index('"', start)])
 
     def change_tiles(self, step: int) -> None:
         """Give CHANGED_TILES tiles another audio level (20 % or 60 % in turn) and bump the version, as a poll would."""
@@ -620,7 +642,7 @@ class _Run:
                    .order_by("channel__board_position").values_list("pk", flat=True))
         self.changing = pks[:: max(1, len(pks) // CHANGED_TILES)][:CHANGED_TILES]
         first = self.expect(self.grid(), 200)
-        etag, state = first["ETag"], self.state_of(first)
+        etag, state = self.etag_of(first), self.state_of(first)
 
         not_modified = _Measured()
         for _ in range(self.requests):
@@ -633,13 +655,13 @@ class _Run:
             answer = self.expect(changed.run(lambda e=etag, s=state: self.grid(e, s)), 200)
             if answer.get("HX-Reswap") != "none":
                 raise CommandError(f"a refresh with {CHANGED_TILES} tiles changed got the whole grid")
-            etag, state, delta_size = answer["ETag"], self.state_of(answer), len(answer.content)
+            etag, state, delta_size = self.etag_of(answer), self.state_of(answer), _sizes_of(answer)
 
         whole = _Measured()
         size = 0
         for step in range(self.requests):
             self.change_tiles(step + 1)
-            size = len(self.expect(whole.run(self.grid), 200).content)
+            size = _sizes_of(self.expect(whole.run(self.grid), 200))
 
         cached = _Measured()
         for _ in range(self.requests):
@@ -657,9 +679,9 @@ class _Run:
 
         def one_of_each() -> None:
             current = self.expect(self.grid(), 200)
-            self.expect(self.grid(current["ETag"]), 304)
+            self.expect(self.grid(self.etag_of(current)), 304)
             self.change_tiles(0)
-            self.expect(self.grid(current["ETag"], self.state_of(current)), 200)
+            self.expect(self.grid(self.etag_of(current), self.state_of(current)), 200)
             render_all()
 
         traced = self.traced(one_of_each)
@@ -667,10 +689,11 @@ class _Run:
 
         self.analyses.append((f"board refresh, {CHANGED_TILES} tiles changed, {tiles} tiles (the last measured)",
                               changed.last))
-        kb = f"{size / 1024:.1f}"
+        kb = f"{size[0] / 1024:.1f}/{size[1] / 1024:.1f}"
+        delta_kb = f"{delta_size[0] / 1024:.1f}/{delta_size[1] / 1024:.1f}"
         self.out(f"  {tiles:>5}  {'304, ETag current':<40} {not_modified.row()}  {'0':>6}")
         self.out(f"  {'':>5}  {f'200, {CHANGED_TILES} tiles changed: only those':<40} {changed.row()}  "
-                 f"{delta_size / 1024:>6.1f}")
+                 f"{delta_kb:>6}")
         self.out(f"  {'':>5}  {f'200, {CHANGED_TILES} tiles changed: whole grid':<40} {whole.row()}  {kb:>6}")
         self.out(f"  {'':>5}  {'200, another screen rendered it':<40} {cached.row()}  {kb:>6}")
         self.out(f"  {'':>5}  {'tile renders, all new':<40} {rendered.row()}  {kb:>6}")
