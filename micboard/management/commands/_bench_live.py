@@ -159,7 +159,8 @@ def device_to_screen(
     from playwright.sync_api import sync_playwright
 
     delays: dict[str, list[float]] = {event: [] for event in EVENTS}
-    jitter = random.Random(8)
+    jitter = random.Random()  # timing jitter and names, not security
+    run = f"{jitter.randrange(256):02x}"
     order = list(tiles.items())
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=_CHROMIUM_ARGS)
@@ -197,7 +198,7 @@ def device_to_screen(
                 delays["pack off"].append(change(off, _STATUS_JS, [pk, "PREV"]))
                 control({"device": key, "action": "pack_on", "channel": number})
                 settle(pk)
-                name = f"T{n:03d}C{number}"
+                name = f"{run}{n:02d}C{number}"  # new on every trial of every run (names stay on the device)
                 rename = {"device": key, "action": "set_name", "channel": number, "name": name}
                 delays["name change"].append(change(rename, _TEXT_JS, [pk, name]))
                 lost = {"device": key, "action": "rf_loss", "channel": number, "on": True}
