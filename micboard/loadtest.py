@@ -72,7 +72,8 @@ class LoadResult:
     latencies_ms: list[float] = field(default_factory=list)
     statuses: Counter = field(default_factory=Counter)
     failures: Counter = field(default_factory=Counter)  # transport errors by exception name, HX-Redirect
-    body_bytes: int = 0
+    body_bytes: int = 0  # uncompressed
+    wire_bytes: int = 0  # as sent (gzip: the grid is compressed for clients that accept it, as browsers do)
     late: int = 0  # refreshes skipped because the screen's previous one was still running
 
     @property
@@ -95,7 +96,8 @@ class LoadResult:
             f"screens {self.screens}, {self.seconds:.0f} s, {self.requests} refreshes ({rate:.1f}/s)",
             f"errors {sum(errors.values())} ({by_kind}); late (skipped) {self.late}",
             f"200 {self.statuses.get(200, 0)}, 304 {self.statuses.get(304, 0)}; "
-            f"body bytes {self.body_bytes} ({self.body_bytes / max(1, self.requests):.0f} per refresh)",
+            f"body bytes {self.body_bytes} ({self.body_bytes / max(1, self.requests):.0f} per refresh), "
+            f"sent {self.wire_bytes} ({self.wire_bytes / max(1, self.requests):.0f} per refresh, gzip)",
             f"latency ms p50 {percentile(ms, 50):.1f}, p95 {percentile(ms, 95):.1f}, "
             f"p99 {percentile(ms, 99):.1f}, max {max(ms) if ms else math.nan:.1f}",
         ]
@@ -133,6 +135,7 @@ class _Screen:
             return
         result.statuses[response.status_code] += 1
         result.body_bytes += len(response.content)
+        result.wire_bytes += response.num_bytes_downloaded
         if response.status_code == 200:  # what board.js keeps: the ETag and snapshot id of #board-meta
             tag = _META.search(response.text)
             etag = _ATTR_ETAG.search(tag[0]) if tag else None

@@ -45,6 +45,7 @@ def test_screens_refresh_with_their_own_sessions_and_get_304_until_the_board_cha
     assert result.statuses[200] == 3  # each screen's first copy; then its ETag is current
     assert result.statuses[304] >= 6 and result.requests == result.statuses[200] + result.statuses[304]
     assert len(result.latencies_ms) == result.requests and result.body_bytes > 0
+    assert 0 < result.wire_bytes < result.body_bytes  # the grid travels gzipped, as to a browser
     # The throwaway viewer and its sessions are gone.
     assert not get_user_model().objects.filter(username__startswith="loadtest-").exists()
     assert not Session.objects.exists()
