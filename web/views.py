@@ -15,7 +15,9 @@ from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 from django.utils.http import urlencode
+from django.utils.text import compress_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import require_GET
@@ -278,9 +280,9 @@ def board_grid(request: HttpRequest) -> HttpResponse:
         return _grid_headers(HttpResponseNotModified(), etag)
     cache_key = GRID_KEY.format(group=group)
     if etag and not request.headers.get(STATE_HEADER):
-        hit, html = versioned_get(cache_key, version=etag)  # one slot per group, tagged with its ETag
-        if hit:
-            return _grid_headers(HttpResponse(html), etag)
+        grid = _stored_grid(cache_key, etag)
+        if grid is not None:
+            return _whole_grid(request, grid, etag)
     data = _refresh_board(request, group, page="board")
     if isinstance(data, HttpResponse):
         return data
@@ -299,11 +301,42 @@ def board_grid(request: HttpRequest) -> HttpResponse:
         response = _grid_headers(response, etag)
         response["Cache-Control"] = "no-store"  # relative to this client's state: nobody else's answer
         return response
-    hit, html = versioned_get(cache_key, version=etag)
-    if not hit:
+    grid = _stored_grid(cache_key, etag)
+    if grid is None:
         context = _board_context(data, stale=stale, since=since, etag=etag, state=snapshot.id)
         html = render_to_string(GRID_TEMPLATE, context)
-        versioned_set(cache_key, html, version=etag, timeout=GRID_TIMEOUT)
+        grid = (html, compress_string(html.encode()))
+        versioned_set(cache_key, grid, version=etag, timeout=GRID_TIMEOUT)
+        _local_grids[cache_key] = (etag, grid)
+    return _whole_grid(request, grid, etag)
+
+
+# The latest whole grid of each group in this process, beside the shared cache: with meters moving,
+# every screen fetches the same few-hundred-KB grid of a version, read and compressed once, not per screen.
+_local_grids: dict[str, tuple[str, tuple[str, bytes]]] = {}
+
+
+def _stored_grid(cache_key: str, etag: str) -> tuple[str, bytes] | None:
+    """(html, gzipped html) of a group's grid at ``etag``, from this process or the shared cache."""
+    local = _local_grids.get(cache_key)
+    if local is not None and local[0] == etag:
+        return local[1]
+    hit, grid = versioned_get(cache_key, version=etag)  # one slot per group, tagged with its ETag
+    if not hit or not (isinstance(grid, tuple) and len(grid) == 2):
+        return None
+    _local_grids[cache_key] = (etag, grid)
+    return grid
+
+
+def _whole_grid(request: HttpRequest, grid: tuple[str, bytes], etag: str) -> HttpResponse:
+    """The whole grid, compressed once per version for every browser that accepts gzip (they all do)."""
+    html, compressed = grid
+    if "gzip" in request.headers.get("Accept-Encoding", "").lower():
+        response = _grid_headers(HttpResponse(compressed), etag)
+        response["Content-Encoding"] = "gzip"
+        response["ETag"] = f"W/{etag}"  # as gzip_page marks a compressed representation
+        patch_vary_headers(response, ["Accept-Encoding"])
+        return response
     return _grid_headers(HttpResponse(html), etag)
 
 
