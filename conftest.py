@@ -11,33 +11,24 @@ import shutil
 import pytest
 
 
-def drop_cache_entries() -> None:
-    """Drop every cache entry of this run, as culling or eviction would (coordination keys are not entries)."""
-    from django.conf import settings
-    from django.core.cache import cache
-
-    if settings.REDIS_URL:
-        client = cache._cache.get_client(write=True)
-        keys = list(client.scan_iter(match=f"{settings.CACHES['default']['KEY_PREFIX']}:1:*", count=500))
-        if keys:
-            client.delete(*keys)
-    else:
-        cache.clear()  # a file cache in this run's own directory
-
-
-def drop_access_entries() -> None:
-    """Drop this run's cached sessions and access decisions (the "access" cache, a prefix or folder of its own)."""
+def _drop_entries(alias: str) -> None:
+    """Drop every entry this run keeps in one cache: its Redis entries (not the coordination keys), or its folder."""
     from django.conf import settings
     from django.core.cache import caches
 
-    access = caches["access"]
+    cache = caches[alias]
     if settings.REDIS_URL:
-        client = access._cache.get_client(write=True)
-        keys = list(client.scan_iter(match=f"{settings.CACHES['access']['KEY_PREFIX']}:*", count=500))
+        client = cache._cache.get_client(write=True)
+        keys = list(client.scan_iter(match=f"{settings.CACHES[alias]['KEY_PREFIX']}:1:*", count=500))
         if keys:
             client.delete(*keys)
     else:
-        access.clear()  # a folder in this run's own directory
+        cache.clear()  # a folder in this run's own directory
+
+
+def drop_cache_entries() -> None:
+    """Drop every cache entry of this run, as culling or eviction would (coordination keys are not entries)."""
+    _drop_entries("default")
 
 
 def clear_own_state() -> None:
@@ -45,7 +36,7 @@ def clear_own_state() -> None:
     from micboard import coordination
 
     drop_cache_entries()
-    drop_access_entries()
+    _drop_entries("access")  # cached sessions and access decisions
     coordination.store().clear()
 
 

@@ -134,13 +134,13 @@ _MULTI_ROW = re.compile(r"\)\s*,\s*\(|\bUNNEST\s*\(", re.I)
 
 
 def sql_template(sql: str) -> str:
-    """The shape of a query: its SQL with placeholders, where an ``IN`` list of any length counts as one."""
+    """The shape of a query: its SQL with ``%s`` for each parameter, an ``IN`` list of any length counting as one."""
     return _SPACES.sub(" ", _IN_LIST.sub("(%s...)", sql)).strip()
 
 
 @dataclass(frozen=True, slots=True)
 class RecordedQuery:
-    sql: str  # with its placeholders, exactly as Django sent it
+    sql: str  # with ``%s`` for each parameter, exactly as Django sent it
     params: tuple  # () for executemany (many=True)
     ms: float
     many: bool = False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from micboard.drivers.base import ChannelReading, ReceiverReading, audio_percent_from_dbfs, rf_percent_from_dbm
 from micboard.services import DeviceService
 
@@ -110,3 +112,14 @@ def make_user(username: str, *, role: str | None = "viewer", password: str | Non
         user.is_staff = True
         user.save(update_fields=["is_staff"])
     return user
+
+
+def wait_for(predicate, timeout: float, what: str, step: float = 0.02):
+    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` seconds pass (AssertionError)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"did not {what} within {timeout} s")

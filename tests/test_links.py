@@ -16,19 +16,9 @@ from micboard.models import LINK_POLL, Channel, Receiver
 from micboard.services.health import ConnectionHealthService
 from micboard.status import ChannelStatus as S
 from tasks.links import LEASE_PREFIX, LinkHolder
-from tests.factories import receivers_for, start_simulator, use_fast_polls
+from tests.factories import receivers_for, start_simulator, use_fast_polls, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def wait_for(predicate, timeout: float, what: str, step: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"did not {what} within {timeout} s")
 
 
 class Driven:

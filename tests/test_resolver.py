@@ -19,18 +19,10 @@ from micboard.exceptions import AddressResolutionError
 from micboard.models import Channel, RealTimeConnection
 from micboard.simulators.rig import rig_device
 from tasks.polling import run_poll_cycle
-from tests.factories import make_receiver, receivers_for, start_simulator, use_fast_polls
+from tests.factories import make_receiver, receivers_for, start_simulator, use_fast_polls, wait_for
 
 HANGING = "rx-hangs.venue.invalid"  # .invalid never resolves for real (RFC 2606), patched or not
 HANG_SECONDS = 10.0
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -50,7 +42,7 @@ def hanging_dns(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     yield calls
     release.set()  # let the lookup threads end with the test
-    wait_for(lambda: lookups_in_flight() == 0, 5, "the lookup threads to end")
+    wait_for(lambda: lookups_in_flight() == 0, 5, "end the lookup threads")
 
 
 @pytest.mark.django_db

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from django.conf import settings
 
 from micboard.procfs import command_line, descendants, is_running
 from micboard.supervisor import ensure_free
+from tests.factories import wait_for
 
 MANAGE = str(settings.BASE_DIR / "manage.py")
 
@@ -27,16 +27,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"did not {what} within {timeout} s")
 
 
 @pytest.fixture(scope="module")

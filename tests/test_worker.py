@@ -22,7 +22,7 @@ from django.db import connection
 
 from micboard.models import Channel
 from micboard.status import ChannelStatus
-from tests.factories import receivers_for, start_simulator
+from tests.factories import receivers_for, start_simulator, wait_for
 
 INTERVAL = 0.5
 LEASE = 3.0
@@ -35,16 +35,6 @@ def database_url() -> str:
         return f"sqlite:///{db['NAME']}"
     password = f":{quote(db['PASSWORD'])}" if db.get("PASSWORD") else ""
     return f"postgres://{quote(db['USER'])}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def wait_for(predicate, timeout: float, what: str, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"did not {what} within {timeout} s")
 
 
 def redis_answers(url: str) -> bool:
