@@ -138,14 +138,34 @@ class ReceiverAdminForm(forms.ModelForm):
 
     class Meta:
         model = Receiver
-        fields = ["name", "manufacturer", "model", "driver", "host", "port", "link", "location", "active"]
+        fields = [
+            "name", "manufacturer", "model", "driver", "host", "port", "link", "location", "active",
+            "remote_id", "api_key", "tls_fingerprint",
+        ]  # fmt: skip
+        widgets = {"api_key": forms.PasswordInput(render_value=False)}  # a secret never goes back to the browser
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.api_key:
+            self.fields["api_key"].help_text += " A key is stored; leave blank to keep it."
+
+    def clean_api_key(self):
+        return self.cleaned_data.get("api_key") or self.instance.api_key
 
     def clean(self):
         cleaned = super().clean()
-        if self.instance.pk is None or not cleaned.get("model"):
+        if not cleaned.get("model") or not cleaned.get("driver"):
+            return cleaned
+        try:
+            DeviceService.catalog_entry(model=cleaned["model"], driver=cleaned["driver"])
+        except ConfigurationError as exc:
+            self.add_error("model", str(exc))
+            return cleaned
+        if self.instance.pk is None:
             return cleaned
         edited = copy.copy(self.instance)
         edited.model = cleaned["model"]
+        edited.driver = cleaned["driver"]
         try:
             removed = DeviceService.channel_removal(receiver=edited)
         except ConfigurationError as exc:
@@ -170,18 +190,31 @@ class ReceiverAdmin(BoardAdmin):
     readonly_fields = ["online", "last_seen", "firmware", "device_id", "rf_band"]
     form = ReceiverAdminForm
     fields = [
-        "name", "manufacturer", "model", "confirm_removal", "driver", "host", "port", "link", "location", "active",
-        "online", "last_seen", "firmware", "device_id", "rf_band",
+        "name",
+        "manufacturer",
+        "model",
+        "confirm_removal",
+        "driver",
+        "host",
+        "port",
+        "link",
+        "location",
+        "active",
+        "remote_id",
+        "api_key",
+        "tls_fingerprint",
+        "online",
+        "last_seen",
+        "firmware",
+        "device_id",
+        "rf_band",
     ]
     inlines = [ChannelInline]
     actions = ["poll_now", "mark_inactive", "mark_active"]
 
     def get_queryset(self, request):
-        return (
-            QueryOptimizer.receivers_for_admin(super().get_queryset(request))
-            .annotate(
-                min_bars=Min("channels__transmitter__battery_bars", filter=Q(channels__transmitter__present=True))
-            )
+        return QueryOptimizer.receivers_for_admin(super().get_queryset(request)).annotate(
+            min_bars=Min("channels__transmitter__battery_bars", filter=Q(channels__transmitter__present=True))
         )
 
     @admin.display(description="Address")
@@ -206,8 +239,11 @@ class ReceiverAdmin(BoardAdmin):
 
     def get_fields(self, request, obj=None):
         fields = super().get_fields(request, obj)
-        if obj is None or not self.has_change_permission(request, obj):
-            return [f for f in fields if f != "confirm_removal"]  # nothing to confirm on a new or read-only receiver
+        if obj is not None and not self.has_change_permission(request, obj):
+            # Nothing to confirm on a read-only receiver, and its API key is not shown as text.
+            return [f for f in fields if f not in ("confirm_removal", "api_key")]
+        if obj is None:
+            return [f for f in fields if f != "confirm_removal"]  # nothing to confirm on a new receiver
         return fields
 
     def save_model(self, request, obj, form, change):
@@ -360,8 +396,11 @@ class AssignmentAdmin(BoardAdmin):
             return
         # The form already rejected a taken channel (unique); the service re-checks under a transaction.
         assignment = AssignmentService.assign(
-            channel=obj.channel, performer=obj.performer, alerts_enabled=obj.alerts_enabled,
-            priority=obj.priority, responsible=obj.responsible,
+            channel=obj.channel,
+            performer=obj.performer,
+            alerts_enabled=obj.alerts_enabled,
+            priority=obj.priority,
+            responsible=obj.responsible,
         )
         obj.pk = assignment.pk
 
@@ -418,11 +457,15 @@ class GroupAdmin(BoardAdmin):
         return obj.n_slots
 
 
-
 @admin.register(RealTimeConnection)
 class RealTimeConnectionAdmin(admin.ModelAdmin):
     list_display = [
-        "receiver", "status_badge", "consecutive_failures", "last_success_at", "last_latency_ms", "next_attempt_at",
+        "receiver",
+        "status_badge",
+        "consecutive_failures",
+        "last_success_at",
+        "last_latency_ms",
+        "next_attempt_at",
         "last_error",
     ]
     list_filter = ["status"]
@@ -575,6 +618,8 @@ class KioskLinkAdmin(admin.ModelAdmin):
         self.message_user(
             request, f"Revoked {count} kiosk link(s); their screens show the revocation at the next refresh."
         )
+
+
 @admin.register(Show)
 class ShowAdmin(admin.ModelAdmin):
     """The show's name, venue and date for the sheet headers: one row, added once, then edited."""

@@ -13,13 +13,12 @@ from django.db import models
 from django.utils.text import slugify
 
 from micboard.caching import MEDIUM, cached_property_with_ttl
-from micboard.drivers.shure_models import SHURE_MODELS, shure_model
+from micboard.drivers import driver_choices, model_choices
+from micboard.drivers.catalog import DeviceModel, device_model
 from micboard.managers import ChannelQuerySet, KioskLinkQuerySet, ReceiverQuerySet
 from micboard.status import ChannelStatus
 
 DRIVER_SHURE_TCP = "shure_tcp"
-DRIVER_CHOICES = [(DRIVER_SHURE_TCP, "Shure command strings (TCP 2202)")]
-MODEL_CHOICES = [(name, name) for name in SHURE_MODELS]
 
 
 class TimeStampedModel(models.Model):
@@ -67,13 +66,30 @@ class Receiver(TimeStampedModel):
 
     name = models.CharField(max_length=100)
     manufacturer = models.ForeignKey(Manufacturer, on_delete=models.PROTECT, related_name="receivers")
-    model = models.CharField(max_length=32, choices=MODEL_CHOICES)
-    driver = models.CharField(max_length=32, choices=DRIVER_CHOICES, default=DRIVER_SHURE_TCP)
+    model = models.CharField(max_length=32, choices=model_choices)
+    driver = models.CharField("protocol", max_length=32, choices=driver_choices, default=DRIVER_SHURE_TCP)
     host = models.CharField(max_length=255, help_text="IP address or host name on the venue network.")
     port = models.PositiveIntegerField(default=2202, validators=[MinValueValidator(1), MaxValueValidator(65535)])
-    location = models.ForeignKey(
-        Location, null=True, blank=True, on_delete=models.SET_NULL, related_name="receivers"
+    remote_id = models.CharField(
+        "device id on the server",
+        max_length=64,
+        blank=True,
+        help_text="Shure System API only: the device's id on the server (discovery fills it in).",
     )
+    api_key = models.CharField(
+        "API key",
+        max_length=256,
+        blank=True,
+        help_text="Shure System API only: the server's shared secret (sent as x-api-key).",
+    )
+    tls_fingerprint = models.CharField(
+        "certificate fingerprint",
+        max_length=95,
+        blank=True,
+        help_text="Shure System API only: SHA-256 of the server's certificate, to trust a self-signed server "
+        "(or set MICBOARD_SYSTEM_API_CA_FILE).",
+    )
+    location = models.ForeignKey(Location, null=True, blank=True, on_delete=models.SET_NULL, related_name="receivers")
     active = models.BooleanField(default=True, help_text="Poll this receiver.")
     link = models.CharField(
         "connection",
@@ -93,18 +109,23 @@ class Receiver(TimeStampedModel):
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["host", "port"], name="unique_receiver_address")]
+        constraints = [models.UniqueConstraint(fields=["host", "port", "remote_id"], name="unique_receiver_address")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.model})"
 
     @property
+    def catalog_entry(self) -> DeviceModel:
+        """Raises KeyError when the driver does not read this model."""
+        return device_model(self.model, driver=self.driver)
+
+    @property
     def channel_count(self) -> int:
-        return shure_model(self.model).channels
+        return self.catalog_entry.channels
 
     @property
     def is_iem(self) -> bool:
-        return shure_model(self.model).is_iem
+        return self.catalog_entry.is_iem
 
     @property
     def address(self) -> str:
@@ -135,7 +156,7 @@ class Channel(models.Model):
     board_position = models.PositiveIntegerField(
         "tile number",
         validators=[MinValueValidator(1), MaxValueValidator(MAX_BOARD_POSITION)],
-        help_text="Its tile number on the \"All\" board. New channels go last; a number stays with its channel.",
+        help_text='Its tile number on the "All" board. New channels go last; a number stays with its channel.',
     )
 
     objects = ChannelQuerySet.as_manager()
@@ -169,9 +190,10 @@ class Channel(models.Model):
         if self.pk is None:
             return ()
         return tuple(
-            Group.objects.filter(slots__channel=self).distinct().order_by("position", "name").values_list(
-                "name", flat=True
-            )
+            Group.objects.filter(slots__channel=self)
+            .distinct()
+            .order_by("position", "name")
+            .values_list("name", flat=True)
         )
 
 
@@ -280,7 +302,11 @@ class GroupSlot(models.Model):
     # A channel that goes (its receiver deleted or changed to a smaller model) leaves a BLANK behind,
     # so every other tile of the group keeps its number and its place on the screen.
     channel = models.ForeignKey(
-        Channel, null=True, blank=True, on_delete=models.SET_NULL, related_name="group_slots",
+        Channel,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="group_slots",
         help_text="Leave empty for a BLANK spacer.",
     )
 
@@ -376,7 +402,11 @@ class KioskLink(models.Model):
     name = models.CharField(max_length=100, help_text="Where the screen is, e.g. “FOH tablet” or “Sam's phone”.")
     token_id = models.CharField(max_length=43, unique=True, editable=False)
     group = models.ForeignKey(
-        Group, null=True, blank=True, on_delete=models.CASCADE, related_name="kiosk_links",
+        Group,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="kiosk_links",
         help_text="Show only this group. Leave empty for every group.",
     )
     created_by = models.ForeignKey(
@@ -395,6 +425,8 @@ class KioskLink(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
 class Show(TimeStampedModel):
     """The show the rig is set up for (one row): printed in the header of the channel sheets."""
 
@@ -412,6 +444,8 @@ class Show(TimeStampedModel):
     def current(cls) -> Show:
         """The show's details (an unsaved blank one until set in the admin)."""
         return cls.objects.order_by("pk").first() or cls()
+
+
 class Scene(TimeStampedModel):
     """A named set of assignments (act 1, act 2 ...) that replaces every assignment when activated."""
 

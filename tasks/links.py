@@ -76,7 +76,14 @@ async def poll_target(target: PollTarget, *, timeout: float, meter_rate_ms: int)
         poll = get_driver(target.driver)
         # The driver honours `timeout` itself; the outer guard only catches a driver bug.
         reading = await asyncio.wait_for(
-            poll(target.host, target.port, model=target.model, timeout=timeout, meter_rate_ms=meter_rate_ms),
+            poll(
+                target.host,
+                target.port,
+                model=target.model,
+                timeout=timeout,
+                meter_rate_ms=meter_rate_ms,
+                options=dict(target.options),
+            ),
             timeout + 2,
         )
     except MicboardError as exc:  # DriverError, or ConfigurationError for an unknown driver
@@ -112,9 +119,7 @@ class LinkHolder:
             (``make bench`` counts them).
     """
 
-    def __init__(
-        self, *, owner: str | None = None, on_flush: Callable[[list[PollOutcome], float], None] | None = None
-    ):
+    def __init__(self, *, owner: str | None = None, on_flush: Callable[[list[PollOutcome], float], None] | None = None):
         self.owner = owner or coordination.new_owner()
         self.on_flush = on_flush
         self.held: dict[int, PollTarget] = {}  # driving thread only
@@ -201,6 +206,7 @@ class LinkHolder:
                     model=target.model,
                     meter_rate_ms=settings.MICBOARD_METER_RATE_MS,
                     timeout=settings.MICBOARD_POLL_TIMEOUT,
+                    options=dict(target.options),
                 )
                 link.driver = driver
                 up_at = loop.time()

@@ -362,6 +362,9 @@ MICBOARD_BATTERY_REPLACE_BARS = int(env_float("MICBOARD_BATTERY_REPLACE_BARS", 3
 # How long a switched-off pack keeps its last battery (PREV_* states), and a peak stays shown.
 MICBOARD_PREVIOUS_WINDOW = env_float("MICBOARD_PREVIOUS_WINDOW", 30 * 60, minimum=0)
 MICBOARD_PEAK_WINDOW = env_float("MICBOARD_PEAK_WINDOW", 10, minimum=0)
+# Shure System API servers: a CA file (PEM) to verify their certificates with. A receiver may instead pin its
+# server's certificate (SHA-256 fingerprint in its settings). TLS is never verified "off".
+MICBOARD_SYSTEM_API_CA_FILE = os.environ.get("MICBOARD_SYSTEM_API_CA_FILE", "")
 # A query at least this long is flagged as slow by micboard.query_optimization.QueryAnalyzer (tests, make bench).
 MICBOARD_SLOW_QUERY_MS = env_float("MICBOARD_SLOW_QUERY_MS", 100.0, minimum=1.0)
 

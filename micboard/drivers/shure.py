@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from micboard.drivers.base import (
@@ -299,7 +299,15 @@ async def _connect(host: str, port: int, timeout: float, deadline: float, sessio
     )
 
 
-async def poll(host: str, port: int, *, model: str, timeout: float = 3.0, meter_rate_ms: int = 1000) -> ReceiverReading:
+async def poll(
+    host: str,
+    port: int,
+    *,
+    model: str,
+    timeout: float = 3.0,
+    meter_rate_ms: int = 1000,
+    options: Mapping[str, str] | None = None,
+) -> ReceiverReading:
     """Read one receiver in one short TCP session (see the module docstring).
 
     ``timeout`` bounds connecting, reading and waiting for the echo of ``METER_RATE 00000``; past it,
@@ -307,6 +315,7 @@ async def poll(host: str, port: int, *, model: str, timeout: float = 3.0, meter_
     family's safe minimum (0 switches metering off; the poll then ends at the first ``METER_RATE 00000``
     echo, which may be the one inside the ALL reply, so use 0 only for quick identification).
     ``latency_ms`` of the reading is the time from starting to connect to the first byte received.
+    ``options`` are ignored: command strings carry no credentials.
 
     Raises:
         AddressResolutionError: ``host`` is a name that did not resolve within ``timeout``.
@@ -374,6 +383,7 @@ class ShureLink:
         meter_rate_ms: int = 1000,
         timeout: float = 3.0,
         silence_seconds: float = SILENCE_SECONDS,
+        options: Mapping[str, str] | None = None,
     ) -> None:
         try:
             spec = shure_model(model)

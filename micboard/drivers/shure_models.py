@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from micboard.drivers.catalog import DeviceModel
+
 ULXD = "ulxd"
 QLXD = "qlxd"
 SLXD = "slxd"
@@ -43,6 +45,30 @@ SHURE_MODELS: dict[str, ShureModel] = {
         ShureModel("P10T", PSM1000, 2, is_iem=True),
     )
 }
+
+
+_LABELS = {
+    ULXD: "Shure ULX-D",
+    QLXD: "Shure QLX-D",
+    SLXD: "Shure SLX-D",
+    AXIENT: "Shure Axient Digital",
+    PSM1000: "Shure PSM1000",
+}
+
+# The catalog's view (micboard.drivers.catalog): every model above, read by the command-strings driver.
+MODELS = tuple(
+    DeviceModel(
+        model=m.model,
+        manufacturer="Shure",
+        driver="shure_tcp",
+        family=m.family,
+        channels=m.channels,
+        default_port=2202,
+        is_iem=m.is_iem,
+        label=f"{_LABELS[m.family]} {m.model}",
+    )
+    for m in SHURE_MODELS.values()
+)
 
 
 def shure_model(model: str) -> ShureModel:

@@ -8,13 +8,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, models, transaction
 from django.db import connection as db_connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from micboard.drivers.base import ChannelReading, ReceiverReading
-from micboard.drivers.shure_models import shure_model
+from micboard.drivers.catalog import DeviceModel, device_model
 from micboard.exceptions import (
     ChannelRemovalError,
     ConfigurationError,
@@ -79,6 +80,25 @@ class PollTarget:
     host: str
     port: int
     link: str = LINK_POLL  # LINK_PUSH: a long-lived link follows the receiver; LINK_POLL: connect per poll
+    options: tuple[tuple[str, str], ...] = ()  # the driver's extras (see micboard.drivers), as sorted pairs
+
+    @classmethod
+    def of(cls, receiver: Receiver) -> PollTarget:
+        options = {
+            "remote_id": receiver.remote_id,
+            "api_key": receiver.api_key,
+            "tls_fingerprint": receiver.tls_fingerprint,
+            "ca_file": settings.MICBOARD_SYSTEM_API_CA_FILE,
+        }
+        return cls(
+            receiver.pk,
+            receiver.driver,
+            receiver.model,
+            receiver.host,
+            receiver.port,
+            receiver.link,
+            tuple(sorted((k, v) for k, v in options.items() if v)),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,35 +193,55 @@ class DeviceService:
         name: str,
         model: str,
         host: str,
-        port: int = 2202,
+        port: int | None = None,
         manufacturer: Manufacturer | None = None,
         location: Location | None = None,
         driver: str = DRIVER_SHURE_TCP,
         active: bool = True,
+        remote_id: str = "",
+        api_key: str = "",
+        tls_fingerprint: str = "",
     ) -> Receiver:
         """Create a receiver with its channels and its connection record.
 
+        Args:
+            port: default: the port the model's devices listen on.
+            manufacturer: default: the model's maker (created if missing).
         Raises:
-            ConfigurationError: unknown model.
+            ConfigurationError: the driver does not read such a model.
         """
-        try:
-            shure_model(model)
-        except KeyError as exc:
-            raise ConfigurationError(f"Unsupported receiver model {model!r}") from exc
+        entry = DeviceService.catalog_entry(model=model, driver=driver)
         if manufacturer is None:
-            manufacturer, _ = Manufacturer.objects.get_or_create(name="Shure", defaults={"slug": "shure"})
+            manufacturer, _ = Manufacturer.objects.get_or_create(
+                name=entry.manufacturer, defaults={"slug": entry.manufacturer.lower()}
+            )
         receiver = Receiver.objects.create(
             name=name,
-            model=shure_model(model).model,
+            model=entry.model,
             host=host,
-            port=port,
+            port=entry.default_port if port is None else port,
             manufacturer=manufacturer,
             location=location,
             driver=driver,
             active=active,
+            remote_id=remote_id,
+            api_key=api_key,
+            tls_fingerprint=tls_fingerprint,
         )
         DeviceService.sync_channels(receiver=receiver)
         return receiver
+
+    @staticmethod
+    def catalog_entry(*, model: str, driver: str) -> DeviceModel:
+        """The catalog entry of a model as a driver reads it.
+
+        Raises:
+            ConfigurationError: the driver does not read such a model.
+        """
+        try:
+            return device_model(model, driver=driver)
+        except KeyError:
+            raise ConfigurationError(f"The {driver} protocol does not read a model {model!r}") from None
 
     @staticmethod
     @transaction.atomic
@@ -243,10 +283,7 @@ class DeviceService:
         Raises:
             ConfigurationError: unknown model.
         """
-        try:
-            count = shure_model(receiver.model).channels
-        except KeyError as exc:
-            raise ConfigurationError(f"Unsupported receiver model {receiver.model!r}") from exc
+        count = DeviceService.catalog_entry(model=receiver.model, driver=receiver.driver).channels
         if receiver.pk is None:
             return ""
         doomed = list(
@@ -292,7 +329,7 @@ class DeviceService:
                 Receiver.objects.select_for_update().filter(pk=receiver.pk).values_list("model", flat=True).first()
             )
         removed = DeviceService.channel_removal(receiver=receiver)
-        receiver.model = shure_model(receiver.model).model
+        receiver.model = DeviceService.catalog_entry(model=receiver.model, driver=receiver.driver).model
         if removed and not confirm_removal:
             raise ChannelRemovalError(
                 f"Changing {receiver.name} from {previous} to {receiver.model} removes {removed}", removed=removed
@@ -327,7 +364,7 @@ class DeviceService:
         now = now or timezone.now()
         receivers = Receiver.objects.active().select_related("connection").order_by("pk")
         return [
-            PollTarget(r.pk, r.driver, r.model, r.host, r.port, r.link)
+            PollTarget.of(r)
             for r in receivers
             if not (
                 hasattr(r, "connection")
@@ -340,8 +377,10 @@ class DeviceService:
     def link_targets() -> list[PollTarget]:
         """Every monitored receiver, for the link holders (they keep their own back-off per link)."""
         return [
-            PollTarget(r.pk, r.driver, r.model, r.host, r.port, r.link)
-            for r in Receiver.objects.active().only("pk", "driver", "model", "host", "port", "link").order_by("pk")
+            PollTarget.of(r)
+            for r in Receiver.objects.active()
+            .only("pk", "driver", "model", "host", "port", "link", "remote_id", "api_key", "tls_fingerprint")
+            .order_by("pk")
         ]
 
     @staticmethod

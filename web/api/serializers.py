@@ -58,8 +58,24 @@ class ReceiverSerializer(serializers.ModelSerializer):
     class Meta:
         model = Receiver
         fields = [
-            "id", "name", "manufacturer", "model", "host", "port", "link", "location", "active", "online",
-            "last_seen", "firmware", "device_id", "rf_band", "connection", "channels",
+            "id",
+            "name",
+            "manufacturer",
+            "model",
+            "driver",
+            "host",
+            "port",
+            "remote_id",
+            "link",
+            "location",
+            "active",
+            "online",
+            "last_seen",
+            "firmware",
+            "device_id",
+            "rf_band",
+            "connection",
+            "channels",
         ]
 
     @extend_schema_field(ConnectionSummarySerializer(allow_null=True))
@@ -80,9 +96,28 @@ class TransmitterSerializer(serializers.ModelSerializer):
     class Meta:
         model = Transmitter
         fields = [
-            "id", "channel", "channel_number", "receiver", "receiver_name", "performer", "status", "present",
-            "model", "battery_bars", "battery_percent", "runtime_minutes", "runtime_text", "battery_type",
-            "rf_dbm", "rf_percent", "audio_dbfs", "audio_percent", "antennas", "quality", "muted", "last_seen",
+            "id",
+            "channel",
+            "channel_number",
+            "receiver",
+            "receiver_name",
+            "performer",
+            "status",
+            "present",
+            "model",
+            "battery_bars",
+            "battery_percent",
+            "runtime_minutes",
+            "runtime_text",
+            "battery_type",
+            "rf_dbm",
+            "rf_percent",
+            "audio_dbfs",
+            "audio_percent",
+            "antennas",
+            "quality",
+            "muted",
+            "last_seen",
         ]
 
     @extend_schema_field(serializers.CharField())
@@ -106,8 +141,16 @@ class AssignmentSerializer(serializers.ModelSerializer):
     class Meta:
         model = Assignment
         fields = [
-            "id", "channel", "receiver_name", "channel_number", "performer", "alerts_enabled", "priority",
-            "notes", "created_at", "updated_at",
+            "id",
+            "channel",
+            "receiver_name",
+            "channel_number",
+            "performer",
+            "alerts_enabled",
+            "priority",
+            "notes",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = ["created_at", "updated_at"]
 
@@ -144,9 +187,20 @@ class ConnectionSerializer(serializers.ModelSerializer):
     class Meta:
         model = RealTimeConnection
         fields = [
-            "id", "receiver", "receiver_name", "receiver_online", "status", "last_attempt_at", "last_success_at",
-            "last_error", "last_error_at", "consecutive_failures", "last_latency_ms", "next_attempt_at",
-            "total_polls", "total_failures",
+            "id",
+            "receiver",
+            "receiver_name",
+            "receiver_online",
+            "status",
+            "last_attempt_at",
+            "last_success_at",
+            "last_error",
+            "last_error_at",
+            "consecutive_failures",
+            "last_latency_ms",
+            "next_attempt_at",
+            "total_polls",
+            "total_failures",
         ]
 
 
