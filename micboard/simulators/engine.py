@@ -642,6 +642,8 @@ class SimulatedDevice(abc.ABC):
         self._on_fault(old, kind)
         if self._running:
             await self._sync_listener()
+            if kind == "refuse":  # a unit that refuses connections resets the open ones too
+                await self._disconnect_all()
 
     async def power_off(self) -> None:
         """A dead receiver: listener and every connection closed, metering stopped."""
