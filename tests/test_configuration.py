@@ -90,9 +90,8 @@ def test_peak_levels_per_family_come_from_the_environment_and_reach_the_driver(s
     from micboard.services.devices import PollTarget
     from tests.factories import make_receiver
 
-    done = _settings_of(
-        {"MICBOARD_PEAK_DBFS": "ulxd=-10, QLXD=-9.5"}, "from django.conf import settings; print(settings.MICBOARD_PEAK_DBFS)"
-    )
+    show = "from django.conf import settings; print(settings.MICBOARD_PEAK_DBFS)"
+    done = _settings_of({"MICBOARD_PEAK_DBFS": "ulxd=-10, QLXD=-9.5"}, show)
     assert done.stdout.strip().splitlines()[-1] == "{'ulxd': -10.0, 'qlxd': -9.5}"
     bad = _settings_of({"MICBOARD_PEAK_DBFS": "ulxd:-10"}, "pass")
     assert bad.returncode != 0 and "MICBOARD_PEAK_DBFS: 'ulxd:-10' is not family=level" in bad.stderr
