@@ -15,8 +15,9 @@ Three layers, each usable on its own (see protocols.md §1 and §6):
 from __future__ import annotations
 
 import contextlib
+import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,18 +30,19 @@ from micboard.drivers.base import (
     RUNTIME_WARNING,
     ChannelReading,
     ReceiverReading,
-    audio_percent_from_dbfs,
     rf_percent_from_dbm,
 )
-from micboard.drivers.shure_models import (
+from micboard.drivers.shure_spec import (
     AXIENT,
     FAMILIES,
     PSM1000,
     QLXD,
     SLXD,
+    SPECS,
     ULXD,
 )
-from micboard.exceptions import ProtocolError
+from micboard.drivers.shure_spec import audio_percent as family_audio_percent
+from micboard.exceptions import DriverError, ProtocolError
 
 __all__ = [
     "MAX_FRAME",
@@ -50,6 +52,7 @@ __all__ = [
     "ShureState",
     "parse_message",
     "parse_sample",
+    "peak_threshold",
     "psm_level_percent",
     "wire_int",
 ]
@@ -372,69 +375,54 @@ def psm_level_percent(value: str | None) -> int:
 
 Converter = Callable[[str | None], Any]
 
-_ULX_QLX_PROPS: dict[str, tuple[str, Converter]] = {
-    "CHAN_NAME": ("name", _text),
-    "FREQUENCY": ("frequency_khz", _frequency),
-    "GROUP_CHAN": ("group_channel", _group_channel),
-    "TX_TYPE": ("tx_model", _word),
-    "BATT_BARS": ("battery_bars", _gauge(5)),
-    "BATT_CHARGE": ("battery_percent", _gauge(100)),
-    # 65534/65533 assumed to mean what they mean on AD/SLX-D [U].
-    "BATT_RUN_TIME": ("runtime", _runtime),
-    "BATT_TYPE": ("battery_type", _word),
-    "TX_OFFSET": ("tx_offset_db", _gauge(21)),
-    "AUDIO_MUTE": ("audio_muted", _on_off),  # ULX-D only [U]; harmless if QLX-D sends it
-    "TX_MUTE_STATUS": ("tx_muted", _on_off),
-}
 
-_SLXD_PROPS: dict[str, tuple[str, Converter]] = {
-    "CHAN_NAME": ("name", _text),
-    "FREQUENCY": ("frequency_khz", _frequency),
-    "GROUP_CHANNEL": ("group_channel", _group_channel),
-    "TX_MODEL": ("tx_model", _word),
-    "TX_BATT_BARS": ("battery_bars", _gauge(5)),
-    "TX_BATT_MINS": ("runtime", _runtime),
+def _channel_props(family: str, extras: dict[str, tuple[str, Converter]]) -> dict[str, tuple[str, Converter]]:
+    """The family's property names from its spec, each with the fact it fills and its converter."""
+    spec = SPECS[family]
+    named: list[tuple[str | None, str, Converter]] = [
+        ("CHAN_NAME", "name", _text),  # PSM1000: unbraced on the vendor page; real units may brace it [U]
+        ("FREQUENCY", "frequency_khz", _frequency),
+        (spec.group_channel_prop, "group_channel", _group_channel),
+        (spec.tx_model_prop, "tx_model", _word),
+        (spec.battery_bars_prop, "battery_bars", _gauge(5)),
+        (spec.battery_percent_prop, "battery_percent", _gauge(100)),
+        (spec.battery_runtime_prop, "runtime", _runtime),
+        (spec.battery_type_prop, "battery_type", _word),
+        (spec.audio_mute_prop, "audio_muted", _on_off),
+        (spec.tx_mute_prop, "tx_muted", _on_off),
+    ]
+    if spec.tx_offset_prop:
+        named.append((spec.tx_offset_prop, "tx_offset_db", _offset_db(spec.tx_offset_zero, max(spec.tx_offset_values))))
+    props = {prop: (fact, convert) for prop, fact, convert in named if prop}
+    props.update(extras)
+    return props
+
+
+_AD_METERS: dict[str, tuple[str, Converter]] = {
+    "RSSI": ("rssi", _minus(120)),  # SLX-D: with or without the antenna index [U]
     "AUDIO_LEVEL_PEAK": ("audio_peak_dbfs", _minus(120)),
     "AUDIO_LEVEL_RMS": ("audio_dbfs", _minus(120)),
-    "RSSI": ("rssi", _minus(120)),  # with or without the antenna index [U]
-}
-
-_AXIENT_PROPS: dict[str, tuple[str, Converter]] = {
-    "CHAN_NAME": ("name", _text),
-    "FREQUENCY": ("frequency_khz", _frequency),
-    "GROUP_CHANNEL": ("group_channel", _group_channel),
-    "TX_MODEL": ("tx_model", _word),
-    "TX_BATT_BARS": ("battery_bars", _gauge(5)),
-    "TX_BATT_CHARGE_PERCENT": ("battery_percent", _gauge(100)),
-    "TX_BATT_MINS": ("runtime", _runtime),
-    "TX_BATT_TYPE": ("battery_type", _word),
-    "TX_OFFSET": ("tx_offset_db", _offset_db(12, 32)),
-    "CHAN_QUALITY": ("quality", _gauge(5)),
-    "AUDIO_MUTE": ("audio_muted", _on_off),
-    "TX_MUTE_MODE_STATUS": ("tx_muted", _ad_tx_mute),
-    "ANTENNA_STATUS": ("antennas", _ad_antennas),
-    "RSSI": ("rssi", _minus(120)),
-    "AUDIO_LEVEL_PEAK": ("audio_peak_dbfs", _minus(120)),
-    "AUDIO_LEVEL_RMS": ("audio_dbfs", _minus(120)),
-    "AUDIO_LED_BITMAP": ("audio_bitmap", wire_int),
-    # SLOT_* (8 transmitter slots) and everything else unlisted is ignored.
-}
-
-_PSM_PROPS: dict[str, tuple[str, Converter]] = {
-    "CHAN_NAME": ("name", _text),  # unbraced on the vendor page; real units may brace it [U]: both parse
-    "FREQUENCY": ("frequency_khz", _frequency),
-    "GROUP_CHAN": ("group_channel", _group_channel),
-    "RF_MUTE": ("audio_muted", _on_off),
-    "AUDIO_IN_LVL_L": ("level_l", psm_level_percent),
-    "AUDIO_IN_LVL_R": ("level_r", psm_level_percent),
 }
 
 CHANNEL_PROPS: dict[str, dict[str, tuple[str, Converter]]] = {
-    ULXD: _ULX_QLX_PROPS,
-    QLXD: _ULX_QLX_PROPS,
-    SLXD: _SLXD_PROPS,
-    AXIENT: _AXIENT_PROPS,
-    PSM1000: _PSM_PROPS,
+    ULXD: _channel_props(ULXD, {}),
+    QLXD: _channel_props(QLXD, {"AUDIO_MUTE": ("audio_muted", _on_off)}),  # not documented on QLX-D: harmless
+    SLXD: _channel_props(SLXD, _AD_METERS),
+    AXIENT: _channel_props(
+        AXIENT,
+        {
+            **_AD_METERS,
+            "CHAN_QUALITY": ("quality", _gauge(5)),
+            "TX_MUTE_MODE_STATUS": ("tx_muted", _ad_tx_mute),
+            "ANTENNA_STATUS": ("antennas", _ad_antennas),
+            "AUDIO_LED_BITMAP": ("audio_bitmap", wire_int),
+            # SLOT_* (8 transmitter slots) and everything else unlisted is ignored.
+        },
+    ),
+    PSM1000: _channel_props(
+        PSM1000,
+        {"AUDIO_IN_LVL_L": ("level_l", psm_level_percent), "AUDIO_IN_LVL_R": ("level_r", psm_level_percent)},
+    ),
 }
 
 DEVICE_PROPS: dict[str, str] = {
@@ -446,13 +434,7 @@ DEVICE_PROPS: dict[str, str] = {
 }
 
 # Reports that count as a channel's meter reading (besides SAMPLE).
-METER_PROPS: dict[str, frozenset[str]] = {
-    ULXD: frozenset(),
-    QLXD: frozenset(),
-    SLXD: frozenset(),
-    AXIENT: frozenset(),
-    PSM1000: frozenset({"AUDIO_IN_LVL_L", "AUDIO_IN_LVL_R"}),
-}
+METER_PROPS: dict[str, frozenset[str]] = {family: spec.meter_props for family, spec in SPECS.items()}
 
 # Facts that tell whether a transmitter is on (§6): present if any of them holds a real value.
 TX_PRESENCE_FACTS: dict[str, tuple[str, ...]] = {
@@ -463,7 +445,6 @@ TX_PRESENCE_FACTS: dict[str, tuple[str, ...]] = {
     PSM1000: (),  # an IEM transmitter cannot tell whether a pack listens
 }
 
-PEAK_DBFS = -2.0  # §6: a peak when dBFS >= -2
 _AUDIO_BITMAP_PEAK = 0x80  # AD / UHF-R bitmap bit 7
 
 
@@ -492,12 +473,12 @@ class SampleValues:
 
 def _sample_ulx(tokens: tuple[str, ...]) -> SampleValues:
     # < SAMPLE 1 ALL AX 092 031 >: antenna, RF aaa (dBm = aaa - 128), audio eee 000-050 with no documented
-    # unit [U]. We read eee as 2 dB steps below full scale (dBFS = 2*eee - 100): silence (000) then shows an
-    # empty meter and 100 + dBFS equals micboard's display of 2*eee, where Companion's eee - 50 would show a
-    # silent channel half full.
+    # unit [U]. We follow the one outside reading, Companion's dBFS = eee - 50 (protocols.md §1.6, §6); the
+    # meter still runs from empty at silence (eee 000) to full at eee 050 (the spec's audio_empty_dbfs, -50),
+    # i.e. micboard's 2 % per step. A value above 050 (micboard's docs show 098) is read as full scale.
     if len(tokens) != 3:
         raise ProtocolError(f"ULX/QLX SAMPLE needs 3 fields, got {len(tokens)}")
-    dbfs = float(2 * wire_int(tokens[2]) - 100)
+    dbfs = float(min(wire_int(tokens[2]), 50) - 50)
     return SampleValues(
         rssi_dbm=(float(wire_int(tokens[1]) - 128),),
         audio_dbfs=dbfs,
@@ -583,10 +564,29 @@ def parse_sample(family: str, tokens: tuple[str, ...]) -> SampleValues:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _is_peak(peak_dbfs: float | None, bitmap: int | None) -> bool:
+def _is_peak(peak_dbfs: float | None, bitmap: int | None, threshold: float) -> bool:
     return bool(
-        (peak_dbfs is not None and peak_dbfs >= PEAK_DBFS) or (bitmap is not None and bitmap & _AUDIO_BITMAP_PEAK)
+        (peak_dbfs is not None and peak_dbfs >= threshold) or (bitmap is not None and bitmap & _AUDIO_BITMAP_PEAK)
     )
+
+
+def peak_threshold(family: str, options: Mapping[str, str] | None) -> float:
+    """The dBFS at which a channel shows a peak: ``options["peak_dbfs"]`` (the lead's per-family setting) or the
+    family's default from the spec (-2 dBFS, protocols.md §6).
+
+    Raises:
+        DriverError: the option is not a number of dBFS between -60 and 0.
+    """
+    raw = (options or {}).get("peak_dbfs")
+    if raw is None or str(raw).strip() == "":
+        return SPECS[family].peak_dbfs
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not -60.0 <= value <= 0.0:  # also refuses NaN
+        raise DriverError(f"peak_dbfs must be a level in dBFS between -60 and 0 (e.g. -2), got {raw!r}")
+    return value
 
 
 @dataclass(slots=True)
@@ -606,10 +606,11 @@ class ShureState:
     reading needs).
     """
 
-    def __init__(self, family: str, channels: int) -> None:
+    def __init__(self, family: str, channels: int, *, peak_dbfs: float | None = None) -> None:
         if family not in FAMILIES:
             raise ProtocolError(f"unknown Shure family {family!r}")
         self.family = family
+        self.peak_dbfs = SPECS[family].peak_dbfs if peak_dbfs is None else peak_dbfs
         self.channel_count = channels
         self.device: dict[str, str | None] = {}
         self.error_replies = 0
@@ -667,7 +668,7 @@ class ShureState:
         if self.family == AXIENT:  # the only layout with a quality field; 255 there means unknown
             facts.values["quality"] = sample.quality
         facts.metered = True
-        facts.peaked = facts.peaked or _is_peak(sample.audio_peak_dbfs, sample.audio_bitmap)
+        facts.peaked = facts.peaked or _is_peak(sample.audio_peak_dbfs, sample.audio_bitmap, self.peak_dbfs)
 
     def reading(self) -> ReceiverReading:
         """A fresh :class:`ReceiverReading` of everything applied so far.
@@ -698,7 +699,7 @@ class ShureState:
             rf_antenna_percents = tuple(rf_percent_from_dbm(antennas_dbm[a]) for a in sorted(antennas_dbm))
         audio_dbfs = values.get("audio_dbfs")
         if audio_dbfs is not None:
-            audio_percent = audio_percent_from_dbfs(audio_dbfs)
+            audio_percent = family_audio_percent(self.family, audio_dbfs)
         else:
             levels = [values[k] for k in ("level_l", "level_r") if values.get(k) is not None]
             audio_percent = max(levels) if levels else None
@@ -728,7 +729,7 @@ class ShureState:
             antennas=values.get("antennas"),
             audio_dbfs=audio_dbfs,
             audio_percent=audio_percent,
-            audio_peak=facts.peaked or _is_peak(peak_dbfs, bitmap),
+            audio_peak=facts.peaked or _is_peak(peak_dbfs, bitmap, self.peak_dbfs),
             quality=values.get("quality"),
             metered=facts.metered,
         )
