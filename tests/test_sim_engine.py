@@ -26,8 +26,8 @@ def _device(key: str, **options) -> SimulatedShureDevice:
 
 def test_make_device_builds_the_simulator_the_rig_entry_names():
     devices = [make_device(rig, host="127.0.0.1", port=0) for rig in DEMO_RIG]
-    assert all(isinstance(d, SimulatedShureDevice) for d in devices)
-    assert [len(d.channels) for d in devices] == [4, 4, 1, 2, 2, 2]
+    assert [type(d).__name__ for d in devices] == ["SimulatedShureDevice"] * 6 + ["SimulatedSscDevice"]
+    assert [len(d.channels) for d in devices] == [4, 4, 1, 2, 2, 2, 4]
     unknown = dataclasses.replace(rig_device("ulxd"), driver="no_such_protocol")
     with pytest.raises(ValueError, match="no simulator for driver 'no_such_protocol'"):
         make_device(unknown)

@@ -14,8 +14,9 @@ still unanswered after ``RESEND_SECONDS`` is sent again (at most ``MAX_TRIES`` t
 meters (best subscribed to, §5.5), a short subscription per channel whose initial notification carries them;
 the subscriptions are cancelled before the socket closes. :class:`SscLink` subscribes to everything with
 ``lifetime`` 10 s and renews every ``lifetime / 2`` (meters throttled by ``max`` = the meter rate, refreshed
-by ``min`` at least every second, so a living device is never quiet for long); a 310 (subscription
-terminated) is renewed at once.
+by ``min`` at least every half second, so a living device is never quiet for long); a 310 (subscription
+terminated) is renewed at once. A link that hears nothing for ``PROBE_AFTER_SECONDS`` sends ``/osc/ping``, so a
+device that closed its port is noticed by its ICMP answer, not only by the silence that follows.
 
 Outcomes: host name not resolved -> :class:`AddressResolutionError`; ICMP port unreachable ->
 :class:`ConnectionTimeoutError` (a link that worked: :class:`LinkDroppedError`); not one datagram ->
@@ -55,7 +56,16 @@ from micboard.drivers.ssc_spec import (
     ssc_model,
     subscription_groups,
 )
-from micboard.drivers.ssc_wire import SscState, clean_text, decode, encode, get_request, subscribe_request, xid_of
+from micboard.drivers.ssc_wire import (
+    SscState,
+    clean_text,
+    decode,
+    encode,
+    get_request,
+    peak_level,
+    subscribe_request,
+    xid_of,
+)
 from micboard.exceptions import (
     AddressResolutionError,
     ConnectionTimeoutError,
@@ -69,6 +79,7 @@ __all__ = ["DEFAULT_PORT", "SscIdentity", "SscLink", "identify", "poll"]
 RESEND_SECONDS = 0.5  # a request unanswered this long is sent again (UDP loses datagrams)
 MAX_TRIES = 3
 RECEIVE_BUFFER = 256 * 1024  # socket buffer: a burst of notifications from an EM 4 fits
+PROBE_AFTER_SECONDS = 1.0  # a link quiet this long sends /osc/ping (a closed port then shows as ICMP unreachable)
 SILENCE_SECONDS = 2.5  # a link that hears nothing valid this long is dead (the crew sees RX_COM_ERROR within 3 s)
 _SILENT_HINT = (
     "check the address, and that third-party access is enabled in SSC v1 ('Legacy') mode in Control Cockpit "
@@ -118,8 +129,8 @@ class _Counters:
 class _Session(asyncio.DatagramProtocol):
     """One device's socket: datagrams in, state, requests and their answers."""
 
-    def __init__(self, spec: SscModel, where: str) -> None:
-        self.state = SscState(spec)
+    def __init__(self, spec: SscModel, where: str, peak_dbfs: float) -> None:
+        self.state = SscState(spec, peak_dbfs=peak_dbfs)
         self.where = where
         self.transport: asyncio.DatagramTransport | None = None
         self.peer: tuple[str, int] | None = None
@@ -137,8 +148,7 @@ class _Session(asyncio.DatagramProtocol):
     # asyncio.DatagramProtocol -----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  (a datagram transport, whatever its class)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -205,6 +215,10 @@ class _Session(asyncio.DatagramProtocol):
         if sub not in self.subscriptions:
             self.subscriptions.append(sub)
 
+    def ping(self) -> None:
+        """``/osc/ping``: a living device answers it; a closed port answers with ICMP unreachable."""
+        self._send({"osc": {"ping": None}})
+
     def cancel_subscriptions(self) -> None:
         """Tell the device to stop notifying us (shape [U], see :func:`subscribe_request`); never raises."""
         for sub in self.subscriptions:
@@ -221,8 +235,9 @@ class _Session(asyncio.DatagramProtocol):
                 self._send(request.message)
 
     async def wait(self, deadline: float, stop: Callable[[], bool]) -> None:
-        """Return when ``stop()`` holds, the device refused, or the deadline passed; resends meanwhile."""
-        while not stop() and not self.refused:
+        """Return when ``stop()`` holds, the device refused or said no, or the deadline passed; resends meanwhile."""
+        state = self.state
+        while not stop() and not self.refused and state.denied is None and state.subscribe_refused is None:
             remaining = deadline - self._loop.time()
             if remaining <= 0:
                 return
@@ -258,6 +273,11 @@ class _Session(asyncio.DatagramProtocol):
             )
         if state.denied is not None:
             raise ProtocolError(f"{where}: refused access ({state.denied}); {_SILENT_HINT}")
+        if state.subscribe_refused is not None:
+            raise ProtocolError(
+                f"{where}: refused a subscription ({state.subscribe_refused}); too many clients may follow "
+                "this receiver (SSC allows 8): close the other control software"
+            )
         if counts.datagrams == 0:
             raise DeviceSilentError(f"{where}: no reply within {timeout:g} s; {_SILENT_HINT}")
         if counts.valid == 0:
@@ -266,6 +286,13 @@ class _Session(asyncio.DatagramProtocol):
                 f"({counts.last_invalid}); is this port really a Sennheiser SSC receiver?"
             )
         spec = state.spec
+        product = clean_text(state.value(("device", "identity", "product")))
+        found = model_from_product(product or "")
+        if found is not None and (found.dialect, found.channels) != (spec.dialect, spec.channels):
+            raise ProtocolError(
+                f"{where}: says it is {product} ({found.model}) but the receiver is set to {spec.model}; "
+                "change its model"
+            )
         for n in range(1, spec.channels + 1):
             if state.failed.get((f"rx{n}", "name")) in (CODE_NOT_FOUND, CODE_NOT_FOUND_ALT):
                 says = clean_text(state.value(("device", "identity", "product"))) or "another model"
@@ -281,7 +308,7 @@ class _Session(asyncio.DatagramProtocol):
             )
 
 
-async def _open(host: str, port: int, spec: SscModel, timeout: float) -> _Session:
+async def _open(host: str, port: int, spec: SscModel, timeout: float, peak_dbfs: float = -2.0) -> _Session:
     """Resolve ``host`` (IPv4, §5.1) and open a UDP socket connected to it.
 
     Raises:
@@ -297,7 +324,7 @@ async def _open(host: str, port: int, spec: SscModel, timeout: float) -> _Sessio
     if not ipv4:
         raise ConnectionTimeoutError(f"{where}: has no IPv4 address (SSC v1 is read over UDP/IPv4)")
     loop = asyncio.get_running_loop()
-    session = _Session(spec, where)
+    session = _Session(spec, where, peak_dbfs)
     try:
         await loop.create_datagram_endpoint(lambda: session, remote_addr=(ipv4[0], port), family=socket.AF_INET)
     except (OSError, ValueError, OverflowError) as exc:
@@ -322,19 +349,24 @@ async def poll(
     meter_rate_ms: int = 1000,
     options: Mapping[str, str] | None = None,
 ) -> ReceiverReading:
-    """Read one SSC receiver once (see the module docstring); ``options`` are ignored (SSC v1 has no login).
+    """Read one SSC receiver once (see the module docstring).
+
+    ``options``: only ``peak_dbfs`` is read (the AF level from which a channel shows a peak; default -2 dBFS);
+    SSC v1 has no login.
 
     Returns a partial reading (channels without meters have ``metered=False``) when every GET was answered
     but some meters had not arrived by the deadline. ``latency_ms`` is the time to the first datagram.
 
     Raises:
         AddressResolutionError, ConnectionTimeoutError, DeviceSilentError, ProtocolError: see the module.
+        DriverError: ``options["peak_dbfs"]`` is not a level in dBFS.
     """
     spec = _spec(model)
+    peak_dbfs = peak_level(options)
     loop = asyncio.get_running_loop()
     started = loop.time()
     deadline = started + timeout
-    session = await _open(host, port, spec, timeout)
+    session = await _open(host, port, spec, timeout, peak_dbfs)
     try:
         reads = [session.get(group) for group in read_groups(spec)]
         lifetime = max(2, int(timeout) + 2)  # outlives the poll even if the cancel is ignored, not much more
@@ -373,6 +405,7 @@ class SscLink:
         options: Mapping[str, str] | None = None,
     ) -> None:
         self.spec = _spec(model)
+        self.peak_dbfs = peak_level(options)
         self.host, self.port, self.timeout = host, port, timeout
         self.where = f"{host}:{port}"
         self.rate = clamp_meter_rate(meter_rate_ms)
@@ -405,7 +438,7 @@ class SscLink:
         loop = asyncio.get_running_loop()
         started = loop.time()
         self.ready = False
-        session = self.session = await _open(self.host, self.port, self.spec, self.timeout)
+        session = self.session = await _open(self.host, self.port, self.spec, self.timeout, self.peak_dbfs)
         try:
             reads = [session.get(group) for group in read_groups(self.spec)]
             subs = [_Subscription(group) for group in subscription_groups(self.spec)]
@@ -429,18 +462,22 @@ class SscLink:
         loop = asyncio.get_running_loop()
         renew_every = self.lifetime / 2
         next_renewal = loop.time() + renew_every
+        probed_at = 0.0
         while True:
             heard = session.last_valid_at
 
             def news(since: float = heard) -> bool:
                 return session.last_valid_at != since or bool(session.state.terminated)
 
-            await session.wait(min(next_renewal, heard + self.silence_seconds), news)
+            wake = min(next_renewal, heard + self.silence_seconds)
+            if probed_at <= heard:
+                wake = min(wake, heard + PROBE_AFTER_SECONDS)
+            await session.wait(wake, news)
             now = loop.time()
             if session.refused:
                 raise LinkDroppedError(f"{self.where}: stopped listening (ICMP port unreachable; device restarting?)")
-            if session.state.denied is not None:
-                raise ProtocolError(f"{self.where}: refused access ({session.state.denied}); {_SILENT_HINT}")
+            if session.state.denied is not None or session.state.subscribe_refused is not None:
+                session.check(self.timeout, [])
             quiet = now - session.last_valid_at
             if quiet >= self.silence_seconds:
                 if session.invalid_since_valid:
@@ -452,6 +489,9 @@ class SscLink:
                     f"{self.where}: sent nothing for {quiet:.1f} s on a live link (device off, hung, or "
                     "third-party access switched off)"
                 )
+            if quiet >= PROBE_AFTER_SECONDS and probed_at <= session.last_valid_at:
+                session.ping()
+                probed_at = now
             if session.state.terminated:  # 310: a subscription ended; make it again at once
                 ended = set(session.state.terminated)
                 session.state.terminated.clear()

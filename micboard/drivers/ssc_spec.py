@@ -62,7 +62,7 @@ CODE_TOO_LONG = 450
 
 # Subscriptions (§5.3): lifetime 10 s, renewed every lifetime / 2.
 SUBSCRIPTION_LIFETIME = 10
-METER_REFRESH_MS = 1000  # `min` of meter subscriptions: a notification at least this often, even unchanged
+METER_REFRESH_MS = 500  # `min` of meter subscriptions: a notification at least this often, even unchanged
 MIN_METER_RATE_MS = 100
 
 
@@ -72,6 +72,7 @@ class SscModel:
     label: str  # the product as the crew knows it
     dialect: str  # EWDX / SPEECHLINE_RACK / SPEECHLINE_MCR
     channels: int
+    product: str  # what /device/identity/product says (exact vendor strings undocumented [U])
 
     @property
     def family(self) -> str:
@@ -81,12 +82,12 @@ class SscModel:
 SSC_MODELS: dict[str, SscModel] = {
     m.model: m
     for m in (
-        SscModel("EM2", "Sennheiser EW-DX EM 2", EWDX, 2),
-        SscModel("EM2-DANTE", "Sennheiser EW-DX EM 2 Dante", EWDX, 2),
-        SscModel("EM4-DANTE", "Sennheiser EW-DX EM 4 Dante", EWDX, 4),
-        SscModel("SL-RACK-DW", "Sennheiser SpeechLine DW rack receiver", SPEECHLINE_RACK, 1),
-        SscModel("SL-MCR2-DW", "Sennheiser SpeechLine DW multi-channel receiver (2)", SPEECHLINE_MCR, 2),
-        SscModel("SL-MCR4-DW", "Sennheiser SpeechLine DW multi-channel receiver (4)", SPEECHLINE_MCR, 4),
+        SscModel("EM2", "Sennheiser EW-DX EM 2", EWDX, 2, "EW-DX EM 2"),
+        SscModel("EM2-DANTE", "Sennheiser EW-DX EM 2 Dante", EWDX, 2, "EW-DX EM 2 Dante"),
+        SscModel("EM4-DANTE", "Sennheiser EW-DX EM 4 Dante", EWDX, 4, "EW-DX EM 4 Dante"),
+        SscModel("SL-RACK-DW", "Sennheiser SpeechLine DW rack receiver", SPEECHLINE_RACK, 1, "SL Rack Receiver DW"),
+        SscModel("SL-MCR2-DW", "Sennheiser SpeechLine DW multi-channel receiver (2)", SPEECHLINE_MCR, 2, "SL MCR 2 DW"),
+        SscModel("SL-MCR4-DW", "Sennheiser SpeechLine DW multi-channel receiver (4)", SPEECHLINE_MCR, 4, "SL MCR 4 DW"),
     )
 }
 
@@ -156,7 +157,9 @@ def _tx(n: int, *leaves: str) -> tuple[Path, ...]:
 
 
 def rx_paths(spec: SscModel, n: int) -> tuple[Path, ...]:
-    """Channel ``n``'s receiver settings: name, mute, warnings (EW-DX: frequency; the MCR: its mates).
+    """Channel ``n``'s receiver settings: name, mute (EW-DX: frequency and warnings; the MCR: warnings, mates).
+
+    Only the MCR raises RX warnings on SpeechLine (``"No Link"``, §5.6); the rack receiver has none to read.
 
     SpeechLine's ``mute_state`` is the state the mic's mute switch set under the receiver's ``mute_mode``
     (a number on the rack receiver, a string on the MCR, §5.6); the state is what the crew needs, so the
@@ -166,7 +169,7 @@ def rx_paths(spec: SscModel, n: int) -> tuple[Path, ...]:
         return _rx(n, "name", "frequency", "mute", "warnings")
     if spec.dialect == SPEECHLINE_MCR:
         return _rx(n, "name", "mute_state", "warnings", "mates")
-    return _rx(n, "name", "mute_state", "warnings")
+    return _rx(n, "name", "mute_state")
 
 
 def battery_paths(spec: SscModel, n: int) -> tuple[Path, ...]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +46,7 @@ from micboard.drivers.ssc_spec import (
     tx_paths,
     type_path,
 )
-from micboard.exceptions import ProtocolError
+from micboard.exceptions import DriverError, ProtocolError
 
 __all__ = [
     "SscError",
@@ -56,12 +56,13 @@ __all__ = [
     "error_entries",
     "get_request",
     "leaves",
+    "peak_level",
     "subscribe_request",
     "tree",
 ]
 
 MAX_DEPTH = 32  # deeper than any SSC address; a deeper message is refused
-PEAK_DBFS = -2.0  # §6: a peak at or above -2 dBFS
+PEAK_DBFS = -2.0  # §6: a peak at or above -2 dBFS (or the AfPeak warning)
 _CONTROL_CHARS = dict.fromkeys([*range(0x20), 0x7F])
 # Battery types as the board shows them (Transmitter.battery_type holds 8 characters).
 _EWDX_BATTERY_TYPES = {"battery": "LION", "primary cell": "AA"}  # "Battery" is the BA 70 Li-ion pack [M]
@@ -236,6 +237,24 @@ def xid_of(message: dict[str, Any]) -> int | None:
 # --------------------------------------------------------------------------------------------------------
 
 
+def peak_level(options: Mapping[str, str] | None) -> float:
+    """The dBFS from which the AF meter shows a peak: ``options["peak_dbfs"]`` (MICBOARD_PEAK_DBFS) or -2.
+
+    Raises:
+        DriverError: the option is not a level between -60 and 0 dBFS.
+    """
+    raw = (options or {}).get("peak_dbfs")
+    if raw is None or str(raw).strip() == "":
+        return PEAK_DBFS
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not -60.0 <= value <= 0.0:  # also refuses NaN
+        raise DriverError(f"peak_dbfs must be a level in dBFS between -60 and 0 (e.g. -2), got {raw!r}")
+    return value
+
+
 def clean_text(value: Any, limit: int = 64) -> str | None:
     """A device string without control characters, trimmed; None for anything that is not a string."""
     if not isinstance(value, str):
@@ -286,13 +305,15 @@ class SscState:
     :attr:`terminated` for the link to renew; 401/403 in :attr:`denied`.
     """
 
-    def __init__(self, spec: SscModel) -> None:
+    def __init__(self, spec: SscModel, *, peak_dbfs: float = PEAK_DBFS) -> None:
         self.spec = spec
+        self.peak_dbfs = peak_dbfs
         self.known: frozenset[Path] = frozenset(self._all_paths())
         self.values: dict[Path, Any] = {}
         self.failed: dict[Path, int] = {}
         self.terminated: list[Path] = []
         self.denied: int | None = None
+        self.subscribe_refused: str | None = None  # why the device took no subscription (e.g. 8 clients already)
         self.error_replies = 0  # error codes other than 424 (no transmitter) and 310 (renew)
         self.dirty = False
 
@@ -325,6 +346,8 @@ class SscState:
                 continue
             if error.code in (401, 403):
                 self.denied = error.code
+            if error.path[:3] == ("osc", "state", "subscribe"):
+                self.subscribe_refused = f"{error.code}" + (f" {error.desc}" if error.desc else "")
             if error.code != CODE_FAILED_DEPENDENCY:
                 self.error_replies += 1
             for path in targets:
@@ -377,7 +400,7 @@ class SscState:
         else:
             self._speechline(ch, n)
         ch.battery_bars = bars_from_percent(ch.battery_percent) if ch.battery_percent is not None else ch.battery_bars
-        ch.audio_peak = "afpeak" in warnings or (ch.audio_dbfs is not None and ch.audio_dbfs >= PEAK_DBFS)
+        ch.audio_peak = "afpeak" in warnings or (ch.audio_dbfs is not None and ch.audio_dbfs >= self.peak_dbfs)
         return ch
 
     def _ewdx(self, ch: ChannelReading, n: int) -> None:

@@ -11,6 +11,9 @@ import sys
 from dataclasses import dataclass, field
 
 SIM_PORT = 2202
+# Sennheiser SSC answers on UDP 45, a privileged port (< 1024): the demo's SSC unit listens on this one instead,
+# so that `make demo` starts without root. Point micboard at port 45 for real gear.
+SSC_DEMO_PORT = 4545
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,7 @@ class RigDevice:
     location: str
     channels: tuple[RigChannel, ...] = field(default_factory=tuple)
     driver: str = "shure_tcp"  # key in micboard.drivers.DRIVERS; picks the simulator (see make_device)
+    listen_port: int = SIM_PORT  # the port on 127.0.0.<octet>
 
     @property
     def host(self) -> str:
@@ -40,7 +44,7 @@ class RigDevice:
 
     @property
     def port(self) -> int:
-        return SIM_PORT if sys.platform.startswith("linux") else SIM_PORT + self.octet
+        return self.listen_port if sys.platform.startswith("linux") else SIM_PORT + self.octet
 
 
 DEMO_RIG: tuple[RigDevice, ...] = (
@@ -117,9 +121,25 @@ DEMO_RIG: tuple[RigDevice, ...] = (
             RigChannel("IEM Band", "Band mix", None, "", 0, 573250),
         ),
     ),
+    RigDevice(
+        key="ewdx",
+        name="EW-DX Panel",
+        model="EM4-DANTE",
+        device_id="1922000417",  # the serial number, SSC's /device/identity/serial
+        octet=21,
+        location="FOH",
+        channels=(  # EW-DX keeps names of up to 8 characters, in upper case
+            RigChannel("MOD", "Nora Lind", "SKM", "LION", 90, 518200),
+            RigChannel("PANEL 1", "Omar Haddad", "SK", "ALKA", 64, 519350),
+            RigChannel("PANEL 2", "Ines Vidal", "SK", "LION", 52, 520475),
+            RigChannel("PANEL 3", "Ben Carter", "SKM", "ALKA", 18, 521600),
+        ),
+        driver="sennheiser_ssc",
+        listen_port=SSC_DEMO_PORT,
+    ),
 )
 
-# Two boards: (group name, [(device key, channel number) or None for a BLANK spacer]).
+# The boards: (group name, [(device key, channel number) or None for a BLANK spacer]).
 DEMO_GROUPS: tuple[tuple[str, tuple[tuple[str, int] | None, ...]], ...] = (
     (
         "Band",
@@ -128,6 +148,10 @@ DEMO_GROUPS: tuple[tuple[str, tuple[tuple[str, int] | None, ...]], ...] = (
     (
         "Cast",
         (("ad", 1), ("ad", 2), ("ad", 3), ("ad", 4), None, ("ad4d", 1), ("ad4d", 2), ("slxd", 1), ("slxd", 2)),
+    ),
+    (  # Sennheiser beside Shure: the EW-DX panel mics and the Axient hosts
+        "Panel",
+        (("ewdx", 1), ("ewdx", 2), ("ewdx", 3), ("ewdx", 4), None, ("ad4d", 1), ("ad4d", 2)),
     ),
 )
 
