@@ -26,10 +26,12 @@ from micboard.drivers.ssc_wire import (
     subscribe_request,
 )
 from micboard.exceptions import ConnectionTimeoutError, DeviceSilentError, LinkDroppedError, ProtocolError
+from micboard.models import Channel, Receiver
 from micboard.simulators.engine import SimulatorThread
 from micboard.simulators.rig import RigChannel, RigDevice
 from micboard.simulators.ssc import SimulatedSscDevice
-from tests.factories import wait_for
+from micboard.status import ChannelStatus as S
+from tests.factories import Driven, receivers_for, start_simulator, use_fast_polls, wait_for
 
 EWDX2 = ssc_model("EM2")
 
@@ -88,7 +90,7 @@ def test_subscription_terminated_is_collected_for_renewal_with_its_description()
     assert (error.path, error.code, error.desc) == (gauge, 310, "subscription terminates")
     state = SscState(EWDX2)
     state.apply(message)
-    assert state.terminated == [("mates", "tx1", "battery", "gauge")]
+    assert state.terminated == {("mates", "tx1", "battery", "gauge")}
     assert state.error_replies == 0  # a renewal, not a fault
 
 
@@ -532,3 +534,44 @@ def test_a_powered_off_receiver_drops_the_link(sim):
 
     outcome = run_link(sim, "slrack", scenario)
     assert isinstance(outcome, LinkDroppedError | DeviceSilentError), outcome
+
+
+# --- through the link holder to the board ------------------------------------------------------------
+
+
+def _statuses(receiver):
+    return [c.status for c in Channel.objects.filter(receiver=receiver).order_by("number")]
+
+
+def _channel(receiver, number):
+    return Channel.objects.select_related("transmitter").get(receiver=receiver, number=number)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_board_follows_the_demo_ew_dx_over_one_live_link(settings):
+    use_fast_polls(settings)
+    sim = start_simulator(["ewdx"])
+    holder = None
+    try:
+        receiver = receivers_for(sim, ["ewdx"])["ewdx"]
+        holder = Driven()
+        wait_for(lambda: _statuses(receiver) == [S.GOOD, S.GOOD, S.REPLACE, S.CRITICAL], 5, "read the EW-DX")
+        mod = _channel(receiver, 1)
+        assert (mod.name, mod.frequency_khz) == ("MOD", 518200)
+        tx = mod.transmitter
+        assert (tx.model, tx.battery_percent, tx.battery_bars, tx.battery_type, tx.quality) == ("SKM", 90, 5, "LION", 5)
+        assert tx.rf_percent > 0 and tx.antennas in ("AI", "IA") and tx.audio_percent is not None
+        assert Receiver.objects.get(pk=receiver.pk).device_id == "1922000417"
+
+        sim.pack_off("ewdx", 2)
+        started = time.monotonic()
+        wait_for(lambda: _channel(receiver, 2).status == S.PREV_GOOD, 2, "show the pack switched off")
+        assert time.monotonic() - started < 1.0
+        sim.set_name("ewdx", 1, "chair")
+        wait_for(lambda: _channel(receiver, 1).name == "CHAIR", 2, "show the renamed channel")
+        assert len(sim.snapshot("ewdx")["subscribers"]) == 1  # one client, following by subscription
+    finally:
+        if holder is not None:
+            holder.stop()
+        wait_for(lambda: sim.snapshot("ewdx")["subscribers"] == {}, 2, "cancel the link's subscriptions")
+        sim.stop()

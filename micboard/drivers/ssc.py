@@ -493,8 +493,8 @@ class SscLink:
                 session.ping()
                 probed_at = now
             if session.state.terminated:  # 310: a subscription ended; make it again at once
-                ended = set(session.state.terminated)
-                session.state.terminated.clear()
+                ended = session.state.terminated
+                session.state.terminated = set()
                 for sub in subs:
                     if ended & set(sub.paths):
                         session.subscribe(sub, self.lifetime)

@@ -311,7 +311,7 @@ class SscState:
         self.known: frozenset[Path] = frozenset(self._all_paths())
         self.values: dict[Path, Any] = {}
         self.failed: dict[Path, int] = {}
-        self.terminated: list[Path] = []
+        self.terminated: set[Path] = set()
         self.denied: int | None = None
         self.subscribe_refused: str | None = None  # why the device took no subscription (e.g. 8 clients already)
         self.error_replies = 0  # error codes other than 424 (no transmitter) and 310 (renew)
@@ -342,7 +342,7 @@ class SscState:
         for error in error_entries(message):
             targets = self._expand(error.path)
             if error.code == CODE_TERMINATED:
-                self.terminated.extend(targets or [error.path])
+                self.terminated.update(targets)
                 continue
             if error.code in (401, 403):
                 self.denied = error.code

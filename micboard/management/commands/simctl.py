@@ -14,6 +14,7 @@ Examples::
     simctl group-channel ad 1 3,12  simctl frequency ad 1 595000
     simctl antennas ad 1 BR         simctl antennas ulxd 1 XB           simctl antennas ad 1 auto
     simctl rf-mode ad quadversity   simctl rf-mode ad fd-c              simctl rf-mode ad standard
+    simctl end-subscriptions ewdx   (Sennheiser SSC: every subscription ends with 310)
     simctl snapshot ulxd
 """
 
@@ -48,6 +49,7 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "frequency": ("set_frequency", ("channel", "khz")),
     "antennas": ("set_antennas", ("channel", "status")),
     "rf-mode": ("set_rf_mode", ("mode",)),
+    "end-subscriptions": ("end_subscriptions", ()),
 }
 _WHOLE = ("db", "khz")  # signed whole numbers
 _WHOLE_OR_WORD = ("bars", "runtime")  # a number, or a word the simulator knows (auto, warning, calculating)
