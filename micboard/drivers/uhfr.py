@@ -379,10 +379,13 @@ SILENCE_SECONDS = 2.5  # a link quiet this long is dead (the crew sees RX_COM_ER
 REFRESH_SECONDS = 10.0  # a link asks for every property again this often (REPORTs on change are [U])
 # Linux reports ICMP errors (port unreachable) on an unconnected UDP socket only with IP_RECVERR.
 _RECVERR = {socket.AF_INET: (socket.IPPROTO_IP, 11), socket.AF_INET6: (socket.IPPROTO_IPV6, 25)}
-_NETWORK_HINT = (
-    "check the receiver's network settings (IP address and subnet mask in its network menu), "
-    "that it is switched on, and that nothing filters UDP"
-)
+
+
+def _network_hint(port: int) -> str:
+    return (
+        "check the receiver's network settings (IP address and subnet mask in its network menu), "
+        f"that it is switched on, and that nothing filters UDP port {port}"
+    )
 
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -414,10 +417,9 @@ class _Endpoint(asyncio.DatagramProtocol):
         self.dirty = False  # a valid message arrived since a link's last take()
         self.sock: socket.socket | None = None
         self.transport: asyncio.DatagramTransport | None = None
-        self._changed = asyncio.Event()
+        self._waiter: asyncio.Future | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
+    def connection_made(self, transport: Any) -> None:
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
@@ -442,7 +444,7 @@ class _Endpoint(asyncio.DatagramProtocol):
             self.dirty = True
             if msg.verb == spec.VERB_REPORT:
                 self.last_report_at = now
-        self._changed.set()
+        self._wake()
 
     def error_received(self, exc: Exception) -> None:
         # One destination per socket: any ICMP error is about the receiver. Drain the error queue, or the
@@ -453,7 +455,11 @@ class _Endpoint(asyncio.DatagramProtocol):
                     self.sock.recvmsg(512, 0, socket.MSG_ERRQUEUE)
         if isinstance(exc, OSError) and self.refused is None:
             self.refused = exc
-        self._changed.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     def send(self, text: str) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -470,9 +476,15 @@ class _Endpoint(asyncio.DatagramProtocol):
             remaining = until - loop.time()
             if remaining <= 0:
                 return
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
+            # A bare future and a timer, not asyncio.wait_for: on Python 3.11 wait_for swallows a cancellation
+            # that arrives as the awaited event fires, and datagrams arrive many times a second.
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(remaining, self._wake)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
 
     def refused_error(self, where: str) -> ConnectionTimeoutError:
         reason = self.refused.strerror if self.refused is not None and self.refused.strerror else "refused"
@@ -492,7 +504,7 @@ class _Endpoint(asyncio.DatagramProtocol):
                 f" ({self.foreign} datagrams came from other addresses and were ignored)" if self.foreign else ""
             )
             raise ConnectionTimeoutError(
-                f"{where}: no reply within {timeout:g} s{elsewhere}; {_NETWORK_HINT} {self.destination[1]}"
+                f"{where}: no reply within {timeout:g} s{elsewhere}; {_network_hint(self.destination[1])}"
             )
         raise ProtocolError(
             f"{where}: sent {self.datagrams} datagrams but no complete UHF-R message "
@@ -700,7 +712,7 @@ class UhfrLink:
             endpoint.outcome(self.where, self.timeout)
             if not endpoint.state.answered:
                 raise ConnectionTimeoutError(
-                    f"{self.where}: answered none of its GETs within {self.timeout:g} s; {_NETWORK_HINT} {self.port}"
+                    f"{self.where}: answered none of its GETs within {self.timeout:g} s; {_network_hint(self.port)}"
                 )
             if endpoint.first_at is not None:
                 self.latency_ms = round((endpoint.first_at - started) * 1000, 1)
@@ -711,7 +723,9 @@ class UhfrLink:
             endpoint.close()
 
     def _silent(self, quiet: float) -> DeviceSilentError:
-        return DeviceSilentError(f"{self.where}: sent nothing for {quiet:.1f} s on a live link; {_NETWORK_HINT}")
+        return DeviceSilentError(
+            f"{self.where}: sent nothing for {quiet:.1f} s on a live link; {_network_hint(self.port)}"
+        )
 
     async def _follow(self, endpoint: _Endpoint, exchange: _Exchange) -> None:
         loop = asyncio.get_running_loop()
