@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 from micboard.drivers.base import ChannelReading, ReceiverReading, audio_percent_from_dbfs, rf_percent_from_dbm
@@ -77,12 +78,12 @@ def use_fast_polls(settings, *, interval: float = 0.5) -> None:
 
 def start_simulator(keys):
     """Demo-rig devices on ephemeral loopback ports, values frozen (dynamics off) so tests can assert them."""
+    from micboard.simulators import make_device
+    from micboard.simulators.engine import SimulatorThread
     from micboard.simulators.rig import rig_device
-    from micboard.simulators.shure import SimulatedShureDevice, SimulatorThread
 
     devices = [
-        SimulatedShureDevice(rig_device(k), host="127.0.0.1", port=0, dynamics=False, calculating_seconds=0)
-        for k in keys
+        make_device(rig_device(k), host="127.0.0.1", port=0, dynamics=False, calculating_seconds=0) for k in keys
     ]
     return SimulatorThread(devices).start()
 
@@ -123,3 +124,31 @@ def wait_for(predicate, timeout: float, what: str, step: float = 0.02):
             return value
         time.sleep(step)
     raise AssertionError(f"did not {what} within {timeout} s")
+
+
+class Driven:
+    """A holder driven from a thread until stopped (``stop(close=False)`` leaves it as a hung consumer would)."""
+
+    def __init__(self, owner: str | None = None):
+        from tasks.links import LinkHolder
+
+        self.holder = LinkHolder(owner=owner)
+        self.halt = threading.Event()
+        assert self.holder.begin()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        from django.db import connection
+
+        try:
+            self.holder.drive(seconds=600, stop=self.halt)
+        finally:
+            self.holder.end()
+            connection.close()
+
+    def stop(self, *, close: bool = True):
+        self.halt.set()
+        self.thread.join(10)
+        if close:
+            self.holder.close()

@@ -18,8 +18,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from micboard.simulators.engine import SimulatorError, SimulatorThread
 from micboard.simulators.rig import rig_device
-from micboard.simulators.shure import SimulatedShureDevice, SimulatorError, SimulatorThread
+from micboard.simulators.shure_tcp import SimulatedShureDevice
 
 REPO = Path(__file__).resolve().parent.parent
 ULX_SAMPLE = re.compile(r"^< SAMPLE ([1-4]) ALL (AX|XB|XX) (\d{3}) (\d{3}) >$")
@@ -519,8 +520,8 @@ def test_fault_refuse_then_recover(sim):
     thread.set_fault("ulxd", "refuse")
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(thread.address("ulxd"), timeout=1.0)
-    existing.send("GET 1 TX_TYPE")
-    existing.read_frame("< REP 1 TX_TYPE ULXD2 >")
+    existing.collect(0.5)
+    assert existing.eof, "a refusing unit kept an open connection"
     thread.set_fault("ulxd", None)
     fresh = sim.connect(thread, "ulxd")
     fresh.send("GET DEVICE_ID")
