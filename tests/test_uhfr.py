@@ -20,10 +20,13 @@ from micboard.exceptions import (
     LinkDroppedError,
     ProtocolError,
 )
+from micboard.models import Channel
 from micboard.simulators import uhfr as uhfr_sim
 from micboard.simulators.engine import SimulatorThread
 from micboard.simulators.rig import rig_device
-from tests.factories import wait_for
+from micboard.status import ChannelStatus as S
+from tasks.polling import run_poll_cycle
+from tests.factories import receivers_for, start_simulator, use_fast_polls, wait_for
 
 # --------------------------------------------------------------------------------------------------------
 # Parser units (protocols.md §2 example frames)
@@ -442,6 +445,26 @@ def test_link_meters_again_when_the_receiver_forgot_it(sim, follow, monkeypatch)
     sessions = sim.snapshot("uhfr")["stats"]["connections"]
     wait_for(lambda: sim.snapshot("uhfr")["stats"]["connections"] > sessions, 3, "see the link meter again")
     assert runner.ended_at is None and runner.reading().channels[1].metered
+
+
+@pytest.mark.django_db
+def test_the_poll_cycle_puts_uhfr_packs_on_the_board(settings):
+    use_fast_polls(settings)
+    sim = start_simulator(["uhfr"])
+    try:
+        receiver = receivers_for(sim, ["uhfr"])["uhfr"]
+        first = run_poll_cycle()
+        sim.pack_off("uhfr", 1)
+        run_poll_cycle()
+    finally:
+        sim.stop()
+    assert first.failed == 0
+    choir, guest = Channel.objects.filter(receiver=receiver).select_related("transmitter").order_by("number")
+    assert (guest.name, guest.status) == ("Guest HH", S.GOOD)
+    pack = guest.transmitter
+    assert (pack.model, pack.battery_bars, pack.battery_percent, pack.runtime_minutes) == ("UR2", 5, None, 388)
+    assert pack.rf_antennas == "83,77" and pack.antennas == "AI" and pack.audio_percent == 63
+    assert (choir.name, choir.status) == ("Choir L", S.PREV_GOOD)  # switched off: its last 4 bars kept
 
 
 # --------------------------------------------------------------------------------------------------------
