@@ -428,7 +428,7 @@ class SimulatedDevice(abc.ABC):
         antennas = range(self.antennas)
         if not ch.tx_on:
             if self.dynamics:
-                rssi = [-110.0 + 5.0 * self._h(n, 60 + a, int(t * 2)) for a in antennas]
+                rssi = [-110.0 + 5.0 * self._h(n, (60 if a < 2 else 80) + a, int(t * 2)) for a in antennas]
                 rms = self._idle_rms(ch, t)
             else:
                 rssi, rms = [-109.0 + (a % 2) for a in antennas], floor_rms
