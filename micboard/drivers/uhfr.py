@@ -624,7 +624,8 @@ async def poll(
     """Read one UHF-R receiver in one short UDP exchange (see the module docstring).
 
     ``meter_rate_ms`` sets the METER rate (units of 30 ms, at least one); 0 reads no meters. ``options`` are
-    ignored: UHF-R has no credentials. ``latency_ms`` is the time from the first GET to the first datagram.
+    ignored: UHF-R has no credentials, and its peak is the receiver's own clip LED (bit 7 of the audio bitmap),
+    which has no dBFS to compare with ``peak_dbfs``. ``latency_ms``: from the first GET to the first datagram.
 
     Raises:
         AddressResolutionError: ``host`` is a name that did not resolve within ``timeout``.
