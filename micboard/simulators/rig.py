@@ -122,6 +122,19 @@ DEMO_RIG: tuple[RigDevice, ...] = (
         ),
     ),
     RigDevice(
+        key="uhfr",
+        name="UHF-R Side Stage",
+        model="UR4D",
+        device_id="UR4D SIDE",  # not on the wire: UHF-R reports no device id on UDP 2202
+        octet=22,
+        location="Side stage",
+        channels=(
+            RigChannel("Choir L", "Choir left", "UR1", "ALKA", 64, 584250),
+            RigChannel("Guest HH", "Guest vocal", "UR2", "LION", 81, 586125),
+        ),
+        driver="shure_uhfr",
+    ),
+    RigDevice(
         key="ewdx",
         name="EW-DX Panel",
         model="EM4-DANTE",
@@ -149,6 +162,7 @@ DEMO_GROUPS: tuple[tuple[str, tuple[tuple[str, int] | None, ...]], ...] = (
         "Cast",
         (("ad", 1), ("ad", 2), ("ad", 3), ("ad", 4), None, ("ad4d", 1), ("ad4d", 2), ("slxd", 1), ("slxd", 2)),
     ),
+    ("Side stage", (("uhfr", 1), ("uhfr", 2))),
     (  # Sennheiser beside Shure: the EW-DX panel mics and the Axient hosts
         "Panel",
         (("ewdx", 1), ("ewdx", 2), ("ewdx", 3), ("ewdx", 4), None, ("ad4d", 1), ("ad4d", 2)),
