@@ -23,9 +23,16 @@ from micboard.drivers.ssc_wire import (
     encode,
     error_entries,
     get_request,
+    peak_level,
     subscribe_request,
 )
-from micboard.exceptions import ConnectionTimeoutError, DeviceSilentError, LinkDroppedError, ProtocolError
+from micboard.exceptions import (
+    ConnectionTimeoutError,
+    DeviceSilentError,
+    DriverError,
+    LinkDroppedError,
+    ProtocolError,
+)
 from micboard.models import Channel, Receiver
 from micboard.simulators.engine import SimulatorThread
 from micboard.simulators.rig import RigChannel, RigDevice
@@ -156,6 +163,17 @@ def test_ewdx_meters_frequency_names_and_mutes_are_normalised():
     assert (ch.rf_dbm, ch.rf_percent, ch.antennas, ch.quality) == (-62.5, 62, "IA", 5)
     assert (ch.audio_dbfs, ch.audio_percent, ch.audio_peak, ch.metered) == (-24.0, 76, True, True)
     assert not reading.channels[1].metered and reading.channels[1].tx_present is None
+
+
+def test_a_clip_between_two_readings_shows_once_and_the_peak_level_is_per_receiver():
+    state = state_of("EM2", '{"m":{"rx1":{"af":0.0}}}', '{"m":{"rx1":{"af":-30.0}}}')
+    assert state.reading().channels[1].audio_peak is True  # the clip came and went before the reading
+    assert state.reading().channels[1].audio_peak is False  # reported once
+    quiet = SscState(EWDX2, peak_dbfs=peak_level({"peak_dbfs": "-10"}))
+    quiet.apply(decode(b'{"m":{"rx2":{"af":-8.5}}}'))
+    assert quiet.reading().channels[2].audio_peak is True
+    with pytest.raises(DriverError, match="peak_dbfs"):
+        peak_level({"peak_dbfs": "loud"})
 
 
 def test_ewdx_floor_values_of_a_switched_off_transmitter_are_not_a_peak():
@@ -368,6 +386,9 @@ def test_identify_names_the_model_serial_and_channels(sim):
     found = asyncio.run(identify(host, port, timeout=2.0))
     assert (found.model, found.serial, found.name) == ("EM4-DANTE", "1922000417", "Panel EM 4")
     assert found.channel_names == ("HOST", "GUEST 1", "GUEST 2", "GUEST 3")
+    sim.set_fault("em4", "third_party_disabled")  # for a scan, a silent address is an empty one
+    with pytest.raises(ConnectionTimeoutError, match="no SSC answer"):
+        asyncio.run(identify(host, port, timeout=0.5))
 
 
 def test_a_receiver_set_to_the_wrong_model_says_so(sim):

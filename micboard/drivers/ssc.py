@@ -518,10 +518,12 @@ class SscIdentity:
 
 
 async def identify(host: str, port: int = DEFAULT_PORT, *, timeout: float = 3.0) -> SscIdentity:
-    """Ask a device who it is (``/device/identity/*``, ``/device/name``), then its channels' names.
+    """Ask a device who it is (``/device/identity/*``, ``/device/name``), then its channels' names (discovery).
 
     Raises:
-        AddressResolutionError, ConnectionTimeoutError, DeviceSilentError, ProtocolError: as :func:`poll`.
+        ConnectionTimeoutError: nothing answered (over UDP, silence is all "nothing there" ever says), or the
+            port is closed (ICMP unreachable).
+        AddressResolutionError, ProtocolError: as :func:`poll` (something answered, but not as SSC).
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -529,7 +531,10 @@ async def identify(host: str, port: int = DEFAULT_PORT, *, timeout: float = 3.0)
     try:
         first = [session.get(IDENTITY)]
         await session.wait(deadline, lambda: session.reads_done(first))
-        session.check(timeout, first)
+        try:
+            session.check(timeout, first)
+        except DeviceSilentError:
+            raise ConnectionTimeoutError(f"{session.where}: no SSC answer within {timeout:g} s") from None
         state = session.state
         product = clean_text(state.value(("device", "identity", "product")))
         spec = model_from_product(product or "")

@@ -316,6 +316,7 @@ class SscState:
         self.subscribe_refused: str | None = None  # why the device took no subscription (e.g. 8 clients already)
         self.error_replies = 0  # error codes other than 424 (no transmitter) and 310 (renew)
         self.dirty = False
+        self.peaked: set[int] = set()  # channels whose AF reached the peak level since the last reading
 
     def _all_paths(self) -> Iterator[Path]:
         spec = self.spec
@@ -339,6 +340,9 @@ class SscState:
                 self.values[path] = value
                 self.failed.pop(path, None)
                 answered.add(path)
+                level = _number(value) if path[0] == "m" and path[-1] == "af" else None
+                if level is not None and self.peak_dbfs <= level <= 20:
+                    self.peaked.add(int(path[1][2:]))  # a clip between two readings is not lost
         for error in error_entries(message):
             targets = self._expand(error.path)
             if error.code == CODE_TERMINATED:
@@ -400,7 +404,7 @@ class SscState:
         else:
             self._speechline(ch, n)
         ch.battery_bars = bars_from_percent(ch.battery_percent) if ch.battery_percent is not None else ch.battery_bars
-        ch.audio_peak = "afpeak" in warnings or (ch.audio_dbfs is not None and ch.audio_dbfs >= self.peak_dbfs)
+        ch.audio_peak = "afpeak" in warnings or n in self.peaked
         return ch
 
     def _ewdx(self, ch: ChannelReading, n: int) -> None:
@@ -449,8 +453,9 @@ class SscState:
         ch.metered = quality is not None
 
     def reading(self) -> ReceiverReading:
+        """The reading of everything heard so far; peaks seen since the previous reading are reported once."""
         spec = self.spec
-        return ReceiverReading(
+        reading = ReceiverReading(
             family=spec.family,
             device_id=clean_text(self.value(("device", "identity", "serial"))),
             model=clean_text(self.value(("device", "identity", "product")), 32),
@@ -459,3 +464,5 @@ class SscState:
             channels={n: self.channel(n) for n in range(1, spec.channels + 1)},
             error_replies=self.error_replies,
         )
+        self.peaked.clear()
+        return reading

@@ -154,6 +154,7 @@ class SimulatedSscDevice(SimulatedDevice):
         self.name_chars = _EWDX_NAME_CHARS if self.dialect == EWDX else _SPEECHLINE_NAME_CHARS
         self.audio_floor = (-138.0, -138.0)
         self.device_name = rig.name[:18]
+        self.firmware = "4.1.0" if self.dialect == EWDX else "2.0.4"
         self.frequency_code = self._place_in_band() if self.dialect == EWDX else ""
         self.stats.update(
             requests=0, bad_requests=0, subscribes=0, cancels=0, expired=0, notifications=0, refused_clients=0
@@ -187,7 +188,7 @@ class SimulatedSscDevice(SimulatedDevice):
             ("device", "name"): _Leaf(lambda: self.device_name, self._set_device_name),
             ("device", "identity", "product"): _Leaf(lambda: self.spec.product),
             ("device", "identity", "serial"): _Leaf(lambda: self.device_id),
-            ("device", "identity", "version"): _Leaf(lambda: "4.1.0" if self.dialect == EWDX else "2.0.4"),
+            ("device", "identity", "version"): _Leaf(lambda: self.firmware),
             ("device", "identity", "vendor"): _Leaf(lambda: "Sennheiser"),
         }
         if self.dialect == EWDX:
