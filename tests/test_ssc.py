@@ -485,14 +485,15 @@ def run_link(sim, key, scenario, **kwargs):
     host, port = sim.address(key)
 
     async def main():
-        link = SscLink(host, port, model=ssc_model(RACK_RIG.model if key == "slrack" else "EM4-DANTE").model, **kwargs)
+        link = SscLink(host, port, model=RACK_RIG.model if key == "slrack" else EWDX_RIG.model, **kwargs)
         task = asyncio.create_task(link.run())
         try:
             await scenario(link, task)
         finally:
             task.cancel()
-            outcome = (await asyncio.gather(task, return_exceptions=True))[0]
-        return outcome
+            ended, _ = await asyncio.wait({task}, timeout=3)
+        assert ended, "the link went on after it was cancelled"
+        return task.exception() if not task.cancelled() else asyncio.CancelledError()
 
     return asyncio.run(main())
 

@@ -242,8 +242,11 @@ class _Session(asyncio.DatagramProtocol):
             if remaining <= 0:
                 return
             self._changed.clear()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that arrives as
+            # the event is set (gh-86296), and a link cancelled then would follow the device forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(remaining, RESEND_SECONDS / 2))
+                async with asyncio.timeout(min(remaining, RESEND_SECONDS / 2)):
+                    await self._changed.wait()
             self.resend_overdue()
 
     def close(self) -> None:
