@@ -161,6 +161,7 @@ class ReceiverAdminForm(forms.ModelForm):
         except ConfigurationError as exc:
             self.add_error("model", str(exc))
             return cleaned
+        self._check_address(cleaned)
         if self.instance.pk is None:
             return cleaned
         edited = copy.copy(self.instance)
@@ -180,6 +181,22 @@ class ReceiverAdminForm(forms.ModelForm):
                     "Tick “Confirm removal” to save anyway.",
                 )
         return cleaned
+
+    def _check_address(self, cleaned):
+        """A new or changed address must be a host that resolves, and no other receiver's device."""
+        where = {k: cleaned.get(k) for k in ("host", "port", "driver")}
+        where["remote_id"] = cleaned.get("remote_id") or ""
+        if not where["host"] or not where["port"]:
+            return
+        stored = self.instance
+        if stored.pk is not None and all(getattr(stored, k) == v for k, v in where.items()):
+            return
+        try:
+            cleaned["host"] = DeviceService.check_address(
+                **where, device_id=stored.device_id if stored.pk else "", exclude_pk=stored.pk
+            )
+        except ConfigurationError as exc:
+            self.add_error("host", str(exc))
 
 
 @admin.register(Receiver)

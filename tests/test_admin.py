@@ -140,7 +140,8 @@ def test_duplicate_receiver_address_is_a_form_error(admin_client, receiver):
         },
     )
     assert response.status_code == 200
-    assert "already exists" in response.content.decode()
+    assert f"is the same device as “{receiver.name}”" in response.content.decode()
+    assert not Receiver.objects.filter(name="Clash").exists()
 
 
 def test_bulk_enable_and_disable_alerts(admin_client, receiver):
