@@ -22,6 +22,7 @@ import contextlib
 import logging
 import re
 import socket
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,7 +52,7 @@ from micboard.exceptions import DriverError, ProtocolError
 
 logger = logging.getLogger("micboard.simulators.announce")
 
-__all__ = ["Announcer", "ShureAnnouncement", "SscAnnouncement", "announcements_for"]
+__all__ = ["Announcer", "AnnouncerThread", "ShureAnnouncement", "SscAnnouncement", "announcements_for"]
 
 LEGACY_TTL = 10  # RFC 6762 §6.7: records in a legacy unicast answer carry TTL <= 10 s
 
@@ -284,3 +285,43 @@ class Announcer:
                 to = source if unicast else (self.mdns_group, self.mdns_port)
             if self._send(self._sender(device.host, self.mdns_port), encode(answer), to):
                 self.stats["mdns_answers"] += 1
+
+
+class AnnouncerThread:
+    """An :class:`Announcer` on an event loop of its own thread, for synchronous code (tests, e2e)."""
+
+    def __init__(self, announcer: Announcer) -> None:
+        self.announcer = announcer
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, timeout: float = 5.0) -> AnnouncerThread:
+        """Returns once every socket is open (re-raises the DriverError of one that could not be)."""
+        loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=loop.run_forever, name="micboard-announcer", daemon=True)
+        self._thread.start()
+        self._loop = loop
+        try:
+            asyncio.run_coroutine_threadsafe(self.announcer.start(), loop).result(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self.announcer.stop(), loop).result(timeout)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+        with contextlib.suppress(RuntimeError):  # still running: the daemon thread ends with the process
+            loop.close()
+        self._loop = self._thread = None
+
+    def __enter__(self) -> AnnouncerThread:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
