@@ -87,7 +87,8 @@ def _rows(task: DiscoveryTask) -> list[Row]:
 
 
 def _context(task: DiscoveryTask, **extra) -> dict:
-    context = {"task": task, "rows": _rows(task), "can_change": False}
+    # The bar moves in 5 % steps drawn by CSS (data-step): no inline style, which the CSP refuses.
+    context = {"task": task, "rows": _rows(task), "can_change": False, "step": task.percent // 5 * 5}
     context.update(extra)
     return context
 
