@@ -77,12 +77,12 @@ def use_fast_polls(settings, *, interval: float = 0.5) -> None:
 
 def start_simulator(keys):
     """Demo-rig devices on ephemeral loopback ports, values frozen (dynamics off) so tests can assert them."""
+    from micboard.simulators import make_device
+    from micboard.simulators.engine import SimulatorThread
     from micboard.simulators.rig import rig_device
-    from micboard.simulators.shure import SimulatedShureDevice, SimulatorThread
 
     devices = [
-        SimulatedShureDevice(rig_device(k), host="127.0.0.1", port=0, dynamics=False, calculating_seconds=0)
-        for k in keys
+        make_device(rig_device(k), host="127.0.0.1", port=0, dynamics=False, calculating_seconds=0) for k in keys
     ]
     return SimulatorThread(devices).start()
 
@@ -92,8 +92,9 @@ def start_rig_at(keys, *, network: str, attempts: int = 5):
     octets) and all on one port, a free one (what a scan probes), values frozen. Returns (simulator, port)."""
     import socket
 
+    from micboard.simulators import make_device
+    from micboard.simulators.engine import SimulatorBindError, SimulatorThread
     from micboard.simulators.rig import rig_device
-    from micboard.simulators.shure import SimulatedShureDevice, SimulatorBindError, SimulatorThread
 
     rigs = [rig_device(k) for k in keys]
     for _ in range(attempts):
@@ -101,8 +102,7 @@ def start_rig_at(keys, *, network: str, attempts: int = 5):
             probe.bind((f"{network}.{rigs[0].octet}", 0))
             port = probe.getsockname()[1]
         devices = [
-            SimulatedShureDevice(r, host=f"{network}.{r.octet}", port=port, dynamics=False, calculating_seconds=0)
-            for r in rigs
+            make_device(r, host=f"{network}.{r.octet}", port=port, dynamics=False, calculating_seconds=0) for r in rigs
         ]
         try:
             return SimulatorThread(devices).start(), port
