@@ -12,7 +12,7 @@ from micboard.exceptions import ConfigurationError, ConnectionTimeoutError, Devi
 from micboard.simulators.rig import DEMO_RIG, rig_device
 from tests.factories import start_simulator
 
-SHURE_KEYS = [d.key for d in DEMO_RIG if getattr(d, "driver", "shure_tcp") == "shure_tcp"]
+SHURE_KEYS = [d.key for d in DEMO_RIG if d.driver == "shure_tcp"]
 
 
 @pytest.fixture(scope="module")

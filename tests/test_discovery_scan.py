@@ -23,7 +23,7 @@ from tests.factories import start_rig_at, wait_for
 pytestmark = pytest.mark.django_db(transaction=True)
 
 NET = "127.0.66"
-KEYS = [d.key for d in DEMO_RIG if getattr(d, "driver", "shure_tcp") == "shure_tcp"]
+KEYS = [d.key for d in DEMO_RIG if d.driver == "shure_tcp"]
 
 
 def free_udp_port() -> int:

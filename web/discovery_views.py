@@ -36,11 +36,7 @@ def setup_required(view):
 
 
 class ScanForm(forms.Form):
-    scope = forms.CharField(
-        label="Range",
-        max_length=100,
-        widget=forms.TextInput(attrs={"placeholder": "192.168.1.0/24", "autocomplete": "off", "spellcheck": "false"}),
-    )
+    scope = forms.CharField(label="Range", max_length=100)  # its input is written out in the template
     families = forms.MultipleChoiceField(label="Look for", required=False, widget=forms.CheckboxSelectMultiple)
     listen = forms.BooleanField(label="Also listen for devices announcing themselves", required=False, initial=True)
     api_key = forms.CharField(

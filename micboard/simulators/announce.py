@@ -105,17 +105,18 @@ class SscAnnouncement:
 
 
 def announcements_for(devices: Iterable[Any]) -> tuple[list[ShureAnnouncement], list[SscAnnouncement]]:
-    """What each simulated device announces, by its rig entry's driver (``rig.driver``, default shure_tcp).
+    """What each simulated device announces, by its rig entry's driver (``rig.driver``).
 
     Shure command-string devices announce the DCID of their model; SSC devices their ``/device/name``
-    (``device_name``, else the rig's device id) on their own port. Other families announce nothing
+    (``device_name``, else the rig's device id; firmware from ``firmware`` when the device has one) on their own
+    port. Other families announce nothing
     (UHF-R's sNet and the System API keep their own lists, §3.3 and §4).
     """
     shure: list[ShureAnnouncement] = []
     ssc: list[SscAnnouncement] = []
     for device in devices:
         rig = device.rig
-        driver = getattr(rig, "driver", "shure_tcp")
+        driver = rig.driver
         host, port = device.address
         alive = _powered(device)
         if driver == "shure_tcp":
