@@ -89,3 +89,47 @@ def test_probes_are_registered_by_driver_key_with_the_catalogs_port():
     assert set(PROBES) >= {"shure_tcp"}
     with pytest.raises(ConfigurationError, match="No discovery probe for 'nope'"):
         get_probe("nope")
+
+
+def serve_once(reply: bytes):
+    """A TCP server on a free loopback port that sends ``reply`` to whoever connects (then holds the line)."""
+
+    async def start():
+        async def handler(reader, writer):
+            await reader.read(200)
+            writer.write(reply)
+            await writer.drain()
+            await asyncio.sleep(2)
+            writer.close()
+
+        return await asyncio.start_server(handler, "127.0.0.1", 0)
+
+    return start
+
+
+def test_control_characters_from_a_device_are_dropped_from_what_it_says():
+    reply = b"< REP DEVICE_ID {Rack\x001  } >< REP MODEL {AD4D-A\x07} >< REP 1 CHAN_NAME {Vox\x1b 1} >< REP ERR >"
+
+    async def run() -> list[Found]:
+        server = await serve_once(reply)()
+        try:
+            return await probe_shure_tcp("127.0.0.1", server.sockets[0].getsockname()[1], timeout=1.0, options={})
+        finally:
+            server.close()
+
+    (found,) = asyncio.run(run())
+    assert (found.device_id, found.model, found.channels) == ("Rack1", "AD4D", ((1, "Vox 1"),))
+
+
+def test_a_flood_without_frames_is_cut_off_and_is_not_a_device():
+    async def run() -> float:
+        server = await serve_once(b"x" * 200_000)()
+        started = time.monotonic()
+        try:
+            with pytest.raises(ProtocolError, match="not in Shure command strings"):
+                await probe_shure_tcp("127.0.0.1", server.sockets[0].getsockname()[1], timeout=1.5, options={})
+        finally:
+            server.close()
+        return time.monotonic() - started
+
+    assert asyncio.run(run()) < 1.0  # stopped reading at MAX_PROBE_BYTES, not at the time-out

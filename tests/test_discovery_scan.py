@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from micboard.drivers.probes import Found
 from micboard.exceptions import ConfigurationError, DiscoveryError
 from micboard.models import Channel, DiscoveredDevice, DiscoveryTask, Receiver
 from micboard.services import DeviceService, DiscoveryService
@@ -205,3 +206,17 @@ def test_a_stored_run_is_planned_from_the_settings(settings):
     with pytest.raises(DiscoveryError, match="Cannot scan for nope"):
         DiscoveryService.request_discovery(scope="127.0.66.0/30", families=["nope"])
     assert DiscoveredDevice.objects.count() == 0
+
+
+def test_what_a_device_says_is_stored_without_control_characters_and_cut_to_its_column():
+    task = DiscoveryService.request_discovery(scope=f"{NET}.0/30", families=["shure_tcp"], listen=False)
+    found = Found(
+        driver="shure_tcp", model="ULXD4", host=f"{NET}.1", port=2202, device_id="RACK\x00A", name="N" * 300,
+        channels=((1, "Vox\x00 1"),),
+    )  # fmt: skip
+    row = DiscoveryService.record_found(task_id=task.pk, found=found, source="scan")
+    DiscoveryService.add_notes(task_id=task.pk, notes=["said \x00nothing"])
+    row.refresh_from_db()
+    task.refresh_from_db()
+    assert (row.device_id, len(row.name), row.channels) == ("RACKA", 100, [[1, "Vox 1"]])
+    assert task.notes == ["said nothing"]

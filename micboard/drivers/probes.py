@@ -101,6 +101,7 @@ _QUERIES = (
     *(f"GET {n} CHAN_NAME" for n in range(1, SHURE_CHANNELS + 1)),
     "GET 1 TX_TYPE",  # ULX-D / QLX-D packs say QLXD* or ULXD*: tells a QLXD4 from a ULXD4 while a pack is on
 )
+_CONTROL = dict.fromkeys([*range(0x20), 0x7F])  # dropped from device strings (PostgreSQL refuses NUL)
 _ASKED = frozenset({"DEVICE_ID", "DEVICE_NAME", "MODEL", "FW_VER", "CHAN_NAME", "TX_TYPE"})
 _BY_CHANNELS = {1: "ULXD4", 2: "ULXD4D", 4: "ULXD4Q"}
 
@@ -192,7 +193,7 @@ async def probe_shure_tcp(
                     answers += 1
                     last_answer = loop.time()
                     report_keyword |= frame.lstrip("< ").startswith("REPORT")
-                    value = (message.value or "").strip()
+                    value = (message.value or "").translate(_CONTROL).strip()[:64]
                     if message.prop == "CHAN_NAME" and message.channel:
                         names[message.channel] = value
                     elif message.channel in (None, 1):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 from django.conf import settings
 from django.db import transaction
@@ -38,8 +39,12 @@ OPTION_KEYS = ("api_key", "tls_fingerprint")  # what a scan may carry to its pro
 _MATCH_TIMEOUT = 1.0  # seconds to resolve a known receiver's host name when telling known from moved
 
 
+_CONTROL = dict.fromkeys([*range(0x20), 0x7F])
+
+
 def _limited(text: str, size: int) -> str:
-    text = str(text or "")
+    """A device's (or a probe's) text as stored: control characters dropped (PostgreSQL refuses NUL), cut to size."""
+    text = str(text or "").translate(_CONTROL)
     return text if len(text) <= size else text[: size - 1] + "…"
 
 
@@ -197,13 +202,17 @@ class DiscoveryService:
     @staticmethod
     def record_found(*, task_id: int, found: Found, source: str) -> DiscoveredDevice:
         """Store (or merge into the same run's row for the same device) what a probe identified."""
+        found = replace(
+            found, model=_limited(found.model, 32), device_id=_limited(found.device_id, 64),
+            serial=_limited(found.serial, 64), name=_limited(found.name, 100), remote_id=_limited(found.remote_id, 64),
+            firmware=_limited(found.firmware, 32), note=_limited(found.note, 255),
+            channels=tuple((int(n), _limited(name, 64)) for n, name in found.channels[:16]),
+        )  # fmt: skip
         state, receiver, address = DiscoveryService._match(found)
         values = {
-            "driver": found.driver, "model": _limited(found.model, 32), "host": found.host, "port": found.port,
-            "device_id": _limited(found.device_id, 64), "serial": _limited(found.serial, 64),
-            "name": _limited(found.name, 100), "remote_id": _limited(found.remote_id, 64),
-            "firmware": _limited(found.firmware, 32), "note": _limited(found.note, 255),
-            "channels": [[int(n), _limited(name, 64)] for n, name in found.channels[:16]],
+            "driver": found.driver, "model": found.model, "host": found.host, "port": found.port,
+            "device_id": found.device_id, "serial": found.serial, "name": found.name, "remote_id": found.remote_id,
+            "firmware": found.firmware, "note": found.note, "channels": [list(c) for c in found.channels],
             "state": state, "receiver": receiver, "previous_address": address if state == "moved" else "",
         }  # fmt: skip
         with transaction.atomic():
@@ -211,7 +220,7 @@ class DiscoveryService:
                 task_id=task_id, driver=found.driver, remote_id=values["remote_id"]
             )
             if found.device_id:
-                same = same.filter(device_id=values["device_id"])
+                same = same.filter(device_id=found.device_id)
             else:
                 same = same.filter(host=found.host, port=found.port)
             row = same.first()
