@@ -147,7 +147,7 @@ async def _probe(target: _Target, plan: ScanPlan, emit: Callable) -> None:
         found: list[Found] = await asyncio.wait_for(
             probe(target.host, target.port, timeout=plan.timeout, options=dict(plan.options)), plan.timeout + 1.0
         )
-    except (DeviceSilentError, DriverError, TimeoutError) as exc:
+    except (DriverError, TimeoutError) as exc:
         plain = isinstance(exc, (ConnectionTimeoutError, TimeoutError)) and not isinstance(exc, DeviceSilentError)
         if target.source != "scan":
             reason = "no answer" if isinstance(exc, TimeoutError) else str(exc)

@@ -60,6 +60,9 @@ def test_the_form_refuses_a_range_it_cannot_scan(admin):
     response = admin.post(reverse("discovery-start"), {"scope": "10.0.0.0/8", "families": ["shure_tcp"]})
     assert response.status_code == 422
     assert "10.0.0.0/8 has 16777216 addresses; scan at most a /20" in response.content.decode()
+    nothing_ticked = admin.post(reverse("discovery-start"), {"scope": "127.0.0.0/30"})
+    assert nothing_ticked.status_code == 422
+    assert "Tick at least one protocol to look for." in nothing_ticked.content.decode()
     assert not DiscoveryTask.objects.exists()
 
 

@@ -37,7 +37,11 @@ def setup_required(view):
 
 class ScanForm(forms.Form):
     scope = forms.CharField(label="Range", max_length=100)  # its input is written out in the template
-    families = forms.MultipleChoiceField(label="Look for", required=False, widget=forms.CheckboxSelectMultiple)
+    families = forms.MultipleChoiceField(
+        label="Look for",
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": "Tick at least one protocol to look for."},
+    )
     listen = forms.BooleanField(label="Also listen for devices announcing themselves", required=False, initial=True)
     api_key = forms.CharField(
         label="System API key", required=False, max_length=256, widget=forms.PasswordInput(render_value=False)
