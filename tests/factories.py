@@ -120,7 +120,7 @@ def receivers_for(sim, keys):
     for key in keys:
         rig = rig_device(key)
         host, port = sim.address(key)
-        out[key] = make_receiver(name=rig.name, model=rig.model, host=host, port=port)
+        out[key] = make_receiver(name=rig.name, model=rig.model, host=host, port=port, driver=rig.driver)
     return out
 
 

@@ -29,6 +29,7 @@ PollFunction = Callable[..., Awaitable[ReceiverReading]]
 
 DRIVERS: dict[str, str] = {
     "shure_tcp": "micboard.drivers.shure.poll",
+    "shure_uhfr": "micboard.drivers.uhfr.poll",
 }
 DRIVER_LABELS: dict[str, str] = {
     "shure_tcp": "Shure command strings (TCP 2202)",
@@ -38,6 +39,7 @@ DRIVER_LABELS: dict[str, str] = {
 }
 LINKS: dict[str, str] = {
     "shure_tcp": "micboard.drivers.shure.ShureLink",
+    "shure_uhfr": "micboard.drivers.uhfr.UhfrLink",
 }
 
 
