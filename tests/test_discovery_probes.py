@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from micboard.drivers.probes import PROBES, Found, get_probe, probe_port, probe_shure_tcp
+from micboard.drivers.probes import PROBES, Found, get_probe, probe_port, probe_shure_tcp, probe_shure_uhfr
 from micboard.exceptions import ConfigurationError, ConnectionTimeoutError, DeviceSilentError, ProtocolError
 from micboard.simulators.rig import DEMO_RIG, rig_device
 from tests.factories import start_simulator
@@ -86,7 +86,8 @@ def test_nothing_listening_is_a_plain_connection_error_a_scan_passes_over():
 def test_probes_are_registered_by_driver_key_with_the_catalogs_port():
     assert get_probe("shure_tcp") is probe_shure_tcp
     assert probe_port("shure_tcp") == 2202
-    assert set(PROBES) >= {"shure_tcp"}
+    assert set(PROBES) >= {"shure_tcp", "shure_uhfr"}
+    assert probe_port("shure_uhfr") == 2202
     with pytest.raises(ConfigurationError, match="No discovery probe for 'nope'"):
         get_probe("nope")
 
@@ -133,3 +134,67 @@ def test_a_flood_without_frames_is_cut_off_and_is_not_a_device():
         return time.monotonic() - started
 
     assert asyncio.run(run()) < 1.0  # stopped reading at MAX_PROBE_BYTES, not at the time-out
+
+
+# --- UHF-R, UDP 2202 -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def uhfr_sim():
+    simulator = start_simulator(["uhfr"])
+    yield simulator
+    simulator.stop()
+
+
+def test_a_uhfr_receiver_says_its_model_firmware_and_channel_names(uhfr_sim):
+    rig = rig_device("uhfr")
+    host, port = uhfr_sim.address("uhfr")
+    (found,) = asyncio.run(probe_shure_uhfr(host, port, timeout=1.5, options={}))
+    assert (found.driver, found.model, found.host, found.port) == ("shure_uhfr", rig.model, host, port)
+    assert found.channels == tuple((n, c.name) for n, c in enumerate(rig.channels, start=1))
+    assert found.firmware
+    assert found.device_id == ""  # no MAC_ADDR answered: nothing to match it by, and the review says so
+    assert "UHF-R gives no device id here" in found.note
+
+
+def test_a_silent_uhfr_address_is_passed_over_like_an_empty_one(uhfr_sim):
+    uhfr_sim.set_fault("uhfr", "silent")
+    try:
+        with pytest.raises(ConnectionTimeoutError, match=r"no answer within 0\.5 s") as caught:
+            asyncio.run(probe_shure_uhfr(*uhfr_sim.address("uhfr"), timeout=0.5, options={}))
+    finally:
+        uhfr_sim.set_fault("uhfr", None)
+    assert not isinstance(caught.value, DeviceSilentError)  # UDP cannot tell a silent unit from no unit
+    started = time.monotonic()
+    with pytest.raises(ConnectionTimeoutError, match="nothing listens there"):
+        asyncio.run(probe_shure_uhfr("127.0.0.1", 9, timeout=1.5, options={}))  # ICMP port unreachable
+    assert time.monotonic() - started < 0.5
+
+
+def test_a_uhfr_unit_that_answers_its_mac_address_has_it_as_its_identity():
+    """Device-level GETs are uncertain on 2202 [U]: one that answers MAC_ADDR but not MODEL_NAME."""
+
+    class Unit(asyncio.DatagramProtocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def datagram_received(self, data, addr):
+            replies = {
+                b"* GET MAC_ADDR *": b"* REPORT MAC_ADDR 00:0E:DD:12:34:56 *",
+                b"* GET 1 CHAN_NAME *": b"* REPORT 1 CHAN_NAME SIDE_STAGE *",
+            }
+            if data in replies:
+                self.transport.sendto(replies[data], addr)
+
+    async def run() -> list[Found]:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(Unit, local_addr=("127.0.0.1", 0))
+        try:
+            port = transport.get_extra_info("sockname")[1]
+            return await probe_shure_uhfr("127.0.0.1", port, timeout=1.0, options={})
+        finally:
+            transport.close()
+
+    (found,) = asyncio.run(run())
+    assert (found.device_id, found.model, found.channels) == ("00:0E:DD:12:34:56", "UR4S", ((1, "SIDE STAGE"),))
+    assert found.note == "it does not name its model: inferred from its 1 channel(s)"

@@ -22,9 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import socket
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from micboard.drivers import uhfr, uhfr_spec
 from micboard.drivers.catalog import all_models, device_model
 from micboard.drivers.resolver import resolve_host
 from micboard.drivers.shure_wire import VERB_ERR, VERB_REP, FrameBuffer, parse_message
@@ -36,7 +39,7 @@ from micboard.exceptions import (
     ProtocolError,
 )
 
-__all__ = ["PROBES", "Found", "ProbeFunction", "get_probe", "probe_port", "probe_shure_tcp"]
+__all__ = ["PROBES", "Found", "ProbeFunction", "get_probe", "probe_port", "probe_shure_tcp", "probe_shure_uhfr"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,7 @@ ProbeFunction = Callable[..., Awaitable[list[Found]]]
 
 PROBES: dict[str, str] = {
     "shure_tcp": "micboard.drivers.probes.probe_shure_tcp",
+    "shure_uhfr": "micboard.drivers.probes.probe_shure_uhfr",
 }
 
 
@@ -229,6 +233,128 @@ async def probe_shure_tcp(
             name=device_id,
             channels=tuple((n, names[n]) for n in range(1, count + 1)),
             firmware=facts.get("FW_VER", "").rstrip("*").strip()[:32],
+            note=note,
+        )
+    ]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Shure UHF-R, UDP 2202 (protocols.md §2)
+# --------------------------------------------------------------------------------------------------------
+
+UHFR_DRIVER = uhfr_spec.DRIVER
+# The device-level GETs are seen only over sNet [U]: a unit that ignores them on 2202 is still identified by
+# its channel names, its model then inferred from how many answer. MAC_ADDR, when answered, is its identity.
+_UHFR_QUERIES = ("GET MODEL_NAME", "GET SW_VERSION", "GET MAC_ADDR", "GET 1 CHAN_NAME", "GET 2 CHAN_NAME")
+_UHFR_BY_CHANNELS = {1: "UR4S", 2: "UR4D"}
+_IP_RECVERR = 11  # Linux: ICMP errors (port unreachable) reported on an unconnected UDP socket
+
+
+class _UdpAnswers(asyncio.DatagramProtocol):
+    """Datagrams from one address (replies are matched by source address, never by port [U]), bounded."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.datagrams: list[bytes] = []
+        self.received = 0
+        self.refused: OSError | None = None
+        self.arrived = asyncio.Event()
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        if addr[0] != self.address or self.received > MAX_PROBE_BYTES:
+            return
+        self.received += len(data)
+        self.datagrams.append(data)
+        self.arrived.set()
+
+    def error_received(self, exc: Exception) -> None:
+        if isinstance(exc, OSError):
+            self.refused = exc
+        self.arrived.set()
+
+
+async def probe_shure_uhfr(
+    host: str, port: int, *, timeout: float = 1.5, options: Mapping[str, str] | None = None
+) -> list[Found]:
+    """Ask a UHF-R receiver for its model, firmware, MAC address and channel names, one datagram each.
+
+    UDP cannot tell a silent unit from an empty address: no answer is a plain ConnectionTimeoutError.
+    """
+    where = f"{host}:{port}"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    try:
+        address = sorted(await resolve_host(host, timeout=timeout), key=lambda a: ":" in a)[0]
+    except AddressResolutionError as exc:
+        raise ConnectionTimeoutError(f"{where}: {exc}") from None
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    if sys.platform.startswith("linux") and family == socket.AF_INET:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
+    try:
+        transport, answers = await loop.create_datagram_endpoint(lambda: _UdpAnswers(address), sock=sock)
+    except OSError as exc:
+        sock.close()
+        raise ConnectionTimeoutError(f"{where}: cannot open a UDP socket: {exc.strerror or exc}") from None
+    facts: dict[str, str] = {}
+    names: dict[int, str] = {}
+    last: float | None = None
+    try:
+        for query in _UHFR_QUERIES:
+            transport.sendto(f"* {query} *".encode("ascii"), (address, port))
+        while len(facts) + len(names) < len(_UHFR_QUERIES) and answers.refused is None:
+            now = loop.time()
+            wait = deadline - now if last is None else min(deadline, last + QUIET_SECONDS) - now
+            if wait <= 0:
+                break
+            answers.arrived.clear()
+            try:
+                await asyncio.wait_for(answers.arrived.wait(), wait)
+            except TimeoutError:
+                break
+            while answers.datagrams:
+                for body in uhfr.split_datagram(answers.datagrams.pop(0))[0]:
+                    try:
+                        message = uhfr.parse_message(body)
+                    except ProtocolError:
+                        continue
+                    if message.verb != uhfr_spec.VERB_REPORT:
+                        continue
+                    last = loop.time()
+                    value = message.value.translate(_CONTROL).strip()[:64]
+                    if message.prop == uhfr_spec.CHAN_NAME and message.channel in (1, 2):
+                        names[message.channel] = value.replace(uhfr_spec.NAME_SPACE, " ").strip()
+                    elif message.channel is None:
+                        facts.setdefault(message.prop, value)
+    finally:
+        transport.close()
+    if not facts and not names:
+        if answers.received:
+            raise ProtocolError(f"{where} answered on UDP, but not in UHF-R strings: is it a UHF-R receiver?")
+        reason = "nothing listens there" if answers.refused is not None else f"no answer within {timeout:g} s"
+        raise ConnectionTimeoutError(f"{where}: {reason}")
+    count = 2 if 2 in names else 1 if 1 in names else 0
+    said = facts.get("MODEL_NAME", "")
+    try:
+        model, note = device_model(said, driver=UHFR_DRIVER).model, ""
+    except KeyError:
+        model = _UHFR_BY_CHANNELS.get(count, said)
+        note = f"it does not name its model: inferred from its {count} channel(s)" if not said else ""
+    mac = facts.get("MAC_ADDR", "")
+    if not mac:
+        note = "; ".join(filter(None, [note, "UHF-R gives no device id here: a receiver already added shows as new"]))
+    return [
+        Found(
+            driver=UHFR_DRIVER,
+            model=model,
+            host=host,
+            port=port,
+            device_id=mac,
+            name=said or model,
+            channels=tuple((n, names[n]) for n in range(1, count + 1) if n in names),
+            firmware=facts.get("SW_VERSION", "")[:32],
             note=note,
         )
     ]
