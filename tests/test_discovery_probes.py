@@ -153,8 +153,8 @@ def test_a_uhfr_receiver_says_its_model_firmware_and_channel_names(uhfr_sim):
     assert (found.driver, found.model, found.host, found.port) == ("shure_uhfr", rig.model, host, port)
     assert found.channels == tuple((n, c.name) for n, c in enumerate(rig.channels, start=1))
     assert found.firmware
-    assert found.device_id == ""  # no MAC_ADDR answered: nothing to match it by, and the review says so
-    assert "UHF-R gives no device id here" in found.note
+    assert found.device_id == uhfr_sim.device(rig.key).mac_address  # what a moved unit is matched by
+    assert "gives no device id" not in found.note
 
 
 def test_a_silent_uhfr_address_is_passed_over_like_an_empty_one(uhfr_sim):
