@@ -29,6 +29,7 @@ PollFunction = Callable[..., Awaitable[ReceiverReading]]
 
 DRIVERS: dict[str, str] = {
     "shure_tcp": "micboard.drivers.shure.poll",
+    "shure_system_api": "micboard.drivers.system_api.poll",
 }
 DRIVER_LABELS: dict[str, str] = {
     "shure_tcp": "Shure command strings (TCP 2202)",
