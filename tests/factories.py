@@ -77,12 +77,12 @@ def use_fast_polls(settings, *, interval: float = 0.5) -> None:
 
 def start_simulator(keys):
     """Demo-rig devices on ephemeral loopback ports, values frozen (dynamics off) so tests can assert them."""
+    from micboard.simulators import make_device
+    from micboard.simulators.engine import SimulatorThread
     from micboard.simulators.rig import rig_device
-    from micboard.simulators.shure import SimulatedShureDevice, SimulatorThread
 
     devices = [
-        SimulatedShureDevice(rig_device(k), host="127.0.0.1", port=0, dynamics=False, calculating_seconds=0)
-        for k in keys
+        make_device(rig_device(k), host="127.0.0.1", port=0, dynamics=False, calculating_seconds=0) for k in keys
     ]
     return SimulatorThread(devices).start()
 

@@ -18,8 +18,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from micboard.simulators.engine import SimulatorError, SimulatorThread
 from micboard.simulators.rig import rig_device
-from micboard.simulators.shure import SimulatedShureDevice, SimulatorError, SimulatorThread
+from micboard.simulators.shure_tcp import SimulatedShureDevice
 
 REPO = Path(__file__).resolve().parent.parent
 ULX_SAMPLE = re.compile(r"^< SAMPLE ([1-4]) ALL (AX|XB|XX) (\d{3}) (\d{3}) >$")

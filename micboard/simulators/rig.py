@@ -32,6 +32,7 @@ class RigDevice:
     octet: int  # 127.0.0.<octet> on Linux; port SIM_PORT + octet elsewhere
     location: str
     channels: tuple[RigChannel, ...] = field(default_factory=tuple)
+    driver: str = "shure_tcp"  # key in micboard.drivers.DRIVERS; picks the simulator (see make_device)
 
     @property
     def host(self) -> str:

@@ -43,8 +43,9 @@ from micboard.query_optimization import QueryAnalyzer
 from micboard.services import BoardService, DeviceService, RoleService
 from micboard.services.board import HEARTBEAT_KEY
 from micboard.services.roles import VIEWER
+from micboard.simulators import make_device
+from micboard.simulators.engine import SimulatedDevice, SimulatorThread
 from micboard.simulators.rig import RigChannel, RigDevice
-from micboard.simulators.shure import SimulatedShureDevice, SimulatorThread
 from tasks.polling import run_poll_cycle
 from web.board_tiles import TileRenders
 from web.views import STATE_HEADER
@@ -82,9 +83,9 @@ def _rig(index: int) -> RigDevice:
     )
 
 
-def _device(rig: RigDevice) -> SimulatedShureDevice:
+def _device(rig: RigDevice) -> SimulatedDevice:
     # Packs stay on unless the run switches them (the latency figures switch them themselves).
-    return SimulatedShureDevice(rig, host="127.0.0.1", port=0, dynamics=True, chaos=True, pack_events_per_hour=0)
+    return make_device(rig, host="127.0.0.1", port=0, dynamics=True, chaos=True, pack_events_per_hour=0)
 
 
 def _simulator_child(rigs: Sequence[RigDevice], conn) -> None:

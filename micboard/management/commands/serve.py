@@ -17,8 +17,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from micboard.exceptions import PortInUseError
+from micboard.simulators.engine import DEFAULT_CONTROL_PORT
 from micboard.simulators.rig import DEMO_RIG
-from micboard.simulators.shure import DEFAULT_CONTROL_PORT
 from micboard.supervisor import Child, Supervisor, ensure_free
 
 MANAGE = str(settings.BASE_DIR / "manage.py")

@@ -1,4 +1,4 @@
-"""``python manage.py simulate``: run simulated Shure receivers for the demo rig.
+"""``python manage.py simulate``: run the demo rig's simulated receivers (each family's, see make_device).
 
 One simulated device per ``DEMO_RIG`` entry, each on its own address (127.0.0.x:2202 on Linux,
 127.0.0.1:22xx elsewhere, see ``RigDevice.host``/``.port``), plus a JSON-lines control server that
@@ -13,17 +13,13 @@ import signal
 
 from django.core.management.base import BaseCommand, CommandError
 
+from micboard.simulators import make_device
+from micboard.simulators.engine import DEFAULT_CONTROL_PORT, SimulatorBindError, SimulatorHub
 from micboard.simulators.rig import DEMO_RIG
-from micboard.simulators.shure import (
-    DEFAULT_CONTROL_PORT,
-    SimulatedShureDevice,
-    SimulatorBindError,
-    SimulatorHub,
-)
 
 
 class Command(BaseCommand):
-    help = "Run simulated Shure receivers (the demo rig) until interrupted."
+    help = "Run the simulated receivers of the demo rig until interrupted."
 
     def add_arguments(self, parser) -> None:
         keys = [device.key for device in DEMO_RIG]
@@ -62,7 +58,7 @@ class Command(BaseCommand):
             raise CommandError("--speed must be positive")
         rigs = [d for d in DEMO_RIG if not options["only"] or d.key in options["only"]]
         devices = [
-            SimulatedShureDevice(
+            make_device(
                 rig,
                 host="127.0.0.1" if options["ephemeral"] else None,
                 port=0 if options["ephemeral"] else None,

@@ -1,0 +1,355 @@
+"""How a simulated Shure command-strings device shows its state on the wire (protocols.md §1, §7.1-7.3).
+
+Per-family vocabulary, padding and ordering of every reported property, the meter scalings and the
+SAMPLE layouts; :class:`ShureFrames` is mixed into
+:class:`~micboard.simulators.shure_tcp.SimulatedShureDevice`. No Django imports.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from micboard.drivers.shure_models import AXIENT, PSM1000, QLXD, SLXD, ULXD
+from micboard.simulators.engine import ChannelState, Meter, clamp
+
+UNKNOWN_GROUP_CHANNEL = "--,--"
+
+# Per-family vocabulary.
+_REP_KEYWORD = {ULXD: "REP", QLXD: "REP", SLXD: "REP", AXIENT: "REP", PSM1000: "REPORT"}
+_GC_NAME = {
+    ULXD: "GROUP_CHAN",
+    QLXD: "GROUP_CHAN",
+    SLXD: "GROUP_CHANNEL",
+    AXIENT: "GROUP_CHANNEL",
+    PSM1000: "GROUP_CHAN",
+}
+_NAME_WIDTH = {ULXD: 8, QLXD: 8, SLXD: 31, AXIENT: 31, PSM1000: 8}
+_NAME_SET_MAX = {ULXD: 8, QLXD: 8, SLXD: 8, AXIENT: 31, PSM1000: 8}
+_DEVICE_ID_WIDTH = {ULXD: 8, QLXD: 8, SLXD: 8, AXIENT: 31, PSM1000: 8}
+_FREQ_DIGITS = {ULXD: 6, QLXD: 6, SLXD: 7, AXIENT: 7, PSM1000: 6}
+_FW_VER = {ULXD: ("2.7.6.0", 18), QLXD: ("2.6.10.0", 18), SLXD: ("2.0.15.2", 24), AXIENT: ("2.1.42.0", 24)}
+_RF_BAND = {SLXD: "G55", AXIENT: "G57"}
+_DEFAULT_TX = {ULXD: "ULXD2", QLXD: "QLXD2", SLXD: "SLXD2", AXIENT: "ADX2"}
+
+# Audio floors (dBFS) with no transmitter / muted transmitter (protocols.md §7.2).
+_AUDIO_FLOOR = {
+    ULXD: (-60.0, -60.0),
+    QLXD: (-60.0, -60.0),
+    SLXD: (-100.0, -100.0),
+    AXIENT: (-115.0, -95.0),
+    PSM1000: (-90.0, -90.0),
+}
+# PSM1000 meters are large linear integers; this scale puts the micboard LED ladder at ≈ -58…-10 dB.
+_PSM_LINEAR_FULL_SCALE = 7_900_000
+_AUDIO_LED_THRESHOLDS = (-60.0, -50.0, -40.0, -30.0, -20.0, -10.0, -3.0)  # AD AUDIO_LED_BITMAP bits 0-6
+_RF_LED_THRESHOLDS = (-90.0, -80.0, -70.0, -60.0, -50.0)  # AD RSSI_LED_BITMAP bits 0-4
+
+
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _num(value: float, width: int) -> str:
+    return f"{int(value):0{width}d}"
+
+
+def _braced(text: str, width: int | None) -> str:
+    if width is None:
+        return "{" + text + "}"
+    return "{" + text[:width].ljust(width) + "}"
+
+
+def _bits(level: float, thresholds: tuple[float, ...]) -> int:
+    value = 0
+    for bit, threshold in enumerate(thresholds):
+        if level >= threshold:
+            value |= 1 << bit
+    return value
+
+
+@dataclass
+class ShureChannel(ChannelState):
+    group_chan: str = UNKNOWN_GROUP_CHANNEL
+    flash_until: float = 0.0
+    # PSM1000 only.
+    rf_tx_lvl: int = 50
+    rf_mute: int = 0
+    audio_tx_mode: int = 3
+    audio_in_line_lvl: int = 1
+    audio_in_lvl: int = -6
+
+
+class ShureFrames:
+    """Rendering half of SimulatedShureDevice: device state -> (property, value) pairs and frames."""
+
+    @property
+    def _keyword(self) -> str:
+        return _REP_KEYWORD[self.family]
+
+    def _frame(self, body: str) -> str:
+        return f"< {body} >{self.line_ending}"
+
+    def _err(self) -> str:
+        return self._frame(f"{self._keyword} ERR")
+
+    def _rep_channel(self, number: int, key: str, value: str) -> str:
+        return self._frame(f"{self._keyword} {number} {key} {value}")
+
+    def _rep_device(self, key: str, value: str) -> str:
+        return self._frame(f"{self._keyword} {key} {value}")
+
+    def _group_chan_value(self, ch: ShureChannel) -> str:
+        gc = ch.group_chan
+        if self.family == PSM1000:
+            if gc == UNKNOWN_GROUP_CHANNEL:
+                return gc
+            g, c = gc.split(",")
+            return f"{int(g):02d},{int(c):02d}"
+        return _braced(gc, 10 if self.family in (SLXD, AXIENT) else None)
+
+    def _render_device(self) -> list[tuple[str, str]]:
+        fam = self.family
+        flash = "ON" if self._loop is not None and self._now() < self.flash_until else "OFF"
+        if fam == PSM1000:
+            return [("DEVICE_NAME", _braced(self.device_id, 8))]
+        fw, fw_width = _FW_VER[fam]
+        props: list[tuple[str, str]] = []
+        if fam in (SLXD, AXIENT):
+            model = f"{self.model.model}-A" if fam == AXIENT else self.model.model
+            props.append(("MODEL", _braced(model, 32)))
+        props.append(("DEVICE_ID", _braced(self.device_id, _DEVICE_ID_WIDTH[fam])))
+        props.append(("FW_VER", _braced(fw, fw_width)))
+        if fam in (SLXD, AXIENT):
+            props.append(("RF_BAND", _braced(_RF_BAND[fam], 8)))
+        if fam == ULXD:
+            props.append(("ENCRYPTION", "OFF"))
+            props.append(("FLASH", flash))
+            if self.model.channels > 1:
+                props += [("HIGH_DENSITY", "OFF"), ("AUDIO_SUMMING_MODE", "OFF"), ("FREQUENCY_DIVERSITY_MODE", "OFF")]
+        elif fam == QLXD:
+            props.append(("ENCRYPTION", "OFF"))
+        elif fam == SLXD:
+            props += [("LOCK_STATUS", "OFF"), ("FLASH", flash)]
+        else:
+            props += [
+                ("ENCRYPTION_MODE", "OFF"),
+                ("FLASH", flash),
+                ("QUADVERSITY_MODE", "OFF"),
+                ("TRANSMISSION_MODE", "STANDARD"),
+            ]
+        return self._overridden(0, props)
+
+    def _render_channel(self, ch: ShureChannel, metered: bool, meter: Meter | None = None) -> list[tuple[str, str]]:
+        """Every channel property in ALL order; metered ones only when ``metered``."""
+        fam = self.family
+        props: list[tuple[str, str]] = []
+        name = ("CHAN_NAME", _braced(ch.name, _NAME_WIDTH[fam]))
+        freq = ("FREQUENCY", _num(ch.frequency_khz, _FREQ_DIGITS[fam]))
+        gc = (_GC_NAME[fam], self._group_chan_value(ch))
+        rate = ("METER_RATE", _num(ch.meter_rate, 5))
+        on = ch.tx_on
+        lion = ch.battery_type == "LION"
+        minutes, calculating = self._runtime(ch)
+        runtime = _num(65534 if calculating else minutes, 5) if on else "65535"
+        bars = _num(self._bars(ch.battery_pct), 3) if on else "255"
+        charge = _num(math.ceil(ch.battery_pct), 3) if on and lion else "255"
+        flash = "ON" if self._loop is not None and self._now() < ch.flash_until else "OFF"
+        if meter is None and metered:
+            meter = self._meter(ch)
+        if fam in (ULXD, QLXD):
+            props += [name, freq, gc, ("AUDIO_GAIN", _num(ch.audio_gain, 3))]
+            if fam == ULXD:
+                props.append(("AUDIO_MUTE", "ON" if ch.audio_mute else "OFF"))
+            props += [
+                rate,
+                ("TX_TYPE", ch.tx_model if on and ch.tx_model else "UNKN"),
+                ("TX_OFFSET", "000" if on else "255"),
+                ("TX_RF_PWR", "NORMAL" if on else "UNKN"),
+                ("TX_MUTE_STATUS", ("ON" if ch.tx_muted else "OFF") if on else "UNKN"),
+                ("TX_PWR_LOCK", "OFF" if on else "UNKN"),
+                ("TX_MENU_LOCK", "OFF" if on else "UNKN"),
+            ]
+            if fam == ULXD:
+                props += [
+                    ("TX_MUTE_BUTTON_STATUS", "RELEASED" if on else "UNKN"),
+                    ("TX_POWER_SOURCE", "BATTERY" if on else "UNKN"),
+                ]
+            props += [
+                ("BATT_TYPE", ch.battery_type if on else "UNKN"),
+                ("BATT_BARS", bars),
+                ("BATT_CHARGE", charge),
+                ("BATT_RUN_TIME", runtime),
+                ("BATT_CYCLE", _num(ch.cycle_count, 5) if on and lion else "65535"),
+                ("BATT_HEALTH", _num(ch.health, 3) if on and lion else "255"),
+                ("BATT_TEMP_C", "065" if on and lion else "255"),
+                ("BATT_TEMP_F", "117" if on and lion else "255"),
+            ]
+            if fam == ULXD:
+                props.append(("RF_INT_DET", "NONE"))
+            props.append(("ENCRYPTION_WARNING", "OFF"))
+            if metered and meter is not None:
+                props += [
+                    ("RF_ANTENNA", self._ulx_antenna(meter)),
+                    ("RX_RF_LVL", _num(self._ulx_rf(meter), 3)),
+                    ("AUDIO_LVL", _num(self._ulx_audio(meter), 3)),
+                ]
+        elif fam == SLXD:
+            props += [
+                name,
+                ("AUDIO_GAIN", _num(ch.audio_gain, 3)),
+                ("AUDIO_OUT_LVL_SWITCH", "MIC"),
+                gc,
+                freq,
+                rate,
+                ("FLASH", flash),
+                ("TX_MODEL", ch.tx_model if on and ch.tx_model else "UNKNOWN"),
+                ("TX_BATT_BARS", bars),
+                ("TX_BATT_MINS", runtime),
+            ]
+            if metered and meter is not None:
+                props += [
+                    ("AUDIO_LEVEL_PEAK", _num(self._dbfs120(meter.peak), 3)),
+                    ("AUDIO_LEVEL_RMS", _num(self._dbfs120(meter.rms), 3)),
+                ]
+                props += [(f"RSSI {a + 1}", _num(self._dbm120(v), 3)) for a, v in enumerate(meter.rssi)]
+        elif fam == AXIENT:
+            props += [
+                name,
+                freq,
+                gc,
+                ("AUDIO_GAIN", _num(ch.audio_gain, 3)),
+                ("AUDIO_MUTE", "ON" if ch.audio_mute else "OFF"),
+                rate,
+                ("FLASH", flash),
+                ("FD_MODE", "OFF"),
+                ("INTERFERENCE_STATUS", "NONE"),
+                ("ENCRYPTION_STATUS", "OK"),
+                ("UNREGISTERED_TX_STATUS", "OK"),
+                ("TX_MODEL", ch.tx_model if on and ch.tx_model else "UNKNOWN"),
+                ("TX_DEVICE_ID", _braced(ch.name if on else "", 31)),
+                ("TX_BATT_TYPE", ch.battery_type if on else "UNKN"),
+                ("TX_BATT_BARS", bars),
+                ("TX_BATT_CHARGE_PERCENT", charge),
+                ("TX_BATT_HEALTH_PERCENT", _num(ch.health, 3) if on and lion else "255"),
+                ("TX_BATT_MINS", runtime),
+                ("TX_BATT_CYCLE_COUNT", _num(ch.cycle_count, 5) if on and lion else "65535"),
+                ("TX_BATT_TEMP_C", "065" if on and lion else "255"),
+                ("TX_BATT_TEMP_F", "117" if on and lion else "255"),
+                ("TX_OFFSET", "012" if on else "255"),
+                ("TX_INPUT_PAD", "012" if on else "255"),
+                ("TX_POWER_LEVEL", "010" if on else "255"),
+                ("TX_MUTE_MODE_STATUS", ("MUTE" if ch.tx_muted else "ON") if on else "UNKNOWN"),
+                ("TX_LOCK", "NONE" if on else "UNKNOWN"),
+                ("TX_POLARITY", "POSITIVE" if on else "UNKNOWN"),
+            ]
+            for slot in range(1, 9):
+                status = "EMPTY"
+                if slot == 1:
+                    status = "LINKED.ACTIVE" if on else "LINKED.INACTIVE"
+                props.append((f"SLOT_STATUS {slot}", status))
+            if metered and meter is not None:
+                props += [
+                    ("AUDIO_LEVEL_PEAK", _num(self._dbfs120(meter.peak), 3)),
+                    ("AUDIO_LEVEL_RMS", _num(self._dbfs120(meter.rms), 3)),
+                    ("AUDIO_LED_BITMAP", _num(self._audio_bitmap(meter), 3)),
+                    ("CHAN_QUALITY", _num(meter.quality, 3) if meter.quality is not None else "255"),
+                    ("ANTENNA_STATUS", self._ad_antennas(meter)),
+                ]
+                props += [(f"RSSI {a + 1}", _num(self._dbm120(v), 3)) for a, v in enumerate(meter.rssi)]
+                props += [(f"RSSI_LED_BITMAP {a + 1}", _num(self._rf_bitmap(v), 2)) for a, v in enumerate(meter.rssi)]
+        else:  # PSM1000
+            props += [
+                name,
+                freq,
+                gc,
+                ("RF_TX_LVL", str(ch.rf_tx_lvl)),
+                ("RF_MUTE", str(ch.rf_mute)),
+                ("AUDIO_TX_MODE", str(ch.audio_tx_mode)),
+                ("AUDIO_IN_LINE_LVL", str(ch.audio_in_line_lvl)),
+                ("AUDIO_IN_LVL", str(ch.audio_in_lvl)),
+                rate,
+            ]
+            if metered and meter is not None:
+                props += [
+                    ("AUDIO_IN_LVL_L", str(self._psm_linear(meter.left))),
+                    ("AUDIO_IN_LVL_R", str(self._psm_linear(meter.right))),
+                ]
+        return self._overridden(ch.number, props)
+
+    def _overridden(self, number: int, props: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Apply :meth:`override` values; only properties the device really reports are replaced."""
+        if not self.overrides:
+            return props
+        return [(key, self.overrides.get((number, key), value)) for key, value in props]
+
+    # Meter scalings (protocols.md §1.6-1.9).
+    @staticmethod
+    def _dbfs120(dbfs: float) -> int:
+        return round(clamp(dbfs + 120.0, 0, 120))
+
+    @staticmethod
+    def _dbm120(dbm: float) -> int:
+        return round(clamp(dbm + 120.0, 0, 120))
+
+    @staticmethod
+    def _ulx_rf(meter: Meter) -> int:
+        return round(clamp(max(meter.rssi) + 128.0, 0, 115))
+
+    @staticmethod
+    def _ulx_audio(meter: Meter) -> int:
+        # eee 000-050 has no documented unit [U]; like the driver we read it as 2 dB steps (dBFS = 2*eee - 100).
+        if meter.active is None:
+            return 0  # no transmitter: ULX-D/QLX-D report 000 (protocols.md §7.2)
+        return round(clamp((meter.peak + 100.0) / 2, 0, 50))
+
+    @staticmethod
+    def _ulx_antenna(meter: Meter) -> str:
+        if meter.active is None:
+            return "XX"
+        return "AX" if meter.active == 0 else "XB"
+
+    @staticmethod
+    def _ad_antennas(meter: Meter) -> str:
+        if not meter.tx_on:
+            return "X" * len(meter.rssi)
+        return "".join("B" if v >= -95.0 else "X" for v in meter.rssi)
+
+    @staticmethod
+    def _audio_bitmap(meter: Meter) -> int:
+        if not meter.tx_on:
+            return 0
+        value = _bits(meter.peak, _AUDIO_LED_THRESHOLDS)
+        return value | 0x80 if meter.peak >= -1.0 else value
+
+    @staticmethod
+    def _rf_bitmap(dbm: float) -> int:
+        return _bits(dbm, _RF_LED_THRESHOLDS)
+
+    @staticmethod
+    def _psm_linear(dbfs: float) -> int:
+        return int(_PSM_LINEAR_FULL_SCALE * 10 ** (clamp(dbfs, -120.0, 0.0) / 20.0))
+
+    def _sample_frames(self, ch: ShureChannel) -> list[str]:
+        meter = self._meter(ch, consume_clip=True)
+        n = ch.number
+        if self.family in (ULXD, QLXD):
+            body = f"SAMPLE {n} ALL {self._ulx_antenna(meter)} {self._ulx_rf(meter):03d} {self._ulx_audio(meter):03d}"
+        elif self.family == SLXD:
+            body = (
+                f"SAMPLE {n} ALL {self._dbfs120(meter.peak):03d} {self._dbfs120(meter.rms):03d} "
+                f"{self._dbm120(max(meter.rssi)):03d}"
+            )
+        elif self.family == AXIENT:
+            quality = f"{meter.quality:03d}" if meter.quality is not None else "255"
+            rf = " ".join(f"{self._rf_bitmap(v):02d} {self._dbm120(v):03d}" for v in meter.rssi)
+            body = (
+                f"SAMPLE {n} ALL {quality} {self._audio_bitmap(meter):03d} {self._dbfs120(meter.peak):03d} "
+                f"{self._dbfs120(meter.rms):03d} {self._ad_antennas(meter)} {rf}"
+            )
+        else:
+            return [
+                self._rep_channel(n, "AUDIO_IN_LVL_L", str(self._psm_linear(meter.left))),
+                self._rep_channel(n, "AUDIO_IN_LVL_R", str(self._psm_linear(meter.right))),
+            ]
+        return [self._frame(body)]

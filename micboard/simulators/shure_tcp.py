@@ -1,0 +1,382 @@
+"""Asyncio simulator of Shure command-string receivers (TCP 2202).
+
+Emulates ULX-D, QLX-D, SLX-D, Axient Digital (AD4D/AD4Q) and PSM1000 (P10T) closely enough to
+exercise a real driver: family-correct property names, padding and SAMPLE layouts, REP on every
+non-metered change to every client, METER_RATE as device state, transmitter on/off sentinels,
+chaotic TCP segmentation and switchable faults. See protocols.md §1 and §7.1-7.3, §7.8.
+
+The dynamics, control API and hub come from :mod:`micboard.simulators.engine`; the wire format from
+:mod:`~micboard.simulators.shure_frames` and the command handling from
+:mod:`~micboard.simulators.shure_commands`. No Django imports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from micboard.drivers.shure_models import AXIENT, shure_model
+from micboard.simulators.engine import ChannelState, SimulatedDevice, SimulatorBindError, SimulatorError
+from micboard.simulators.rig import RigDevice
+from micboard.simulators.shure_commands import _ALLOWED_SET_CHARS, _DEVICE_SETTABLE, ShureCommands
+from micboard.simulators.shure_frames import (
+    _AUDIO_FLOOR,
+    _DEFAULT_TX,
+    _NAME_WIDTH,
+    UNKNOWN_GROUP_CHANNEL,
+    ShureChannel,
+    ShureFrames,
+    _num,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["UNKNOWN_GROUP_CHANNEL", "SimulatedShureDevice"]
+
+_COALESCE_P = 0.2  # chaos: chance that one write carries every frame already queued
+_SPLIT_P = 0.08  # chaos: chance that one write is cut inside a frame and sent in two parts
+_GARBAGE_P = 0.35  # garbage fault: chance that a write is preceded by junk
+_INPUT_BUFFER_CAP = 4096
+_PENDING_CAP = 256  # slow fault: commands held back per client
+
+
+def _split_frames(buffer: str) -> tuple[list[str], str]:
+    """Cut complete ``< ... >`` frames out of ``buffer``; return their bodies and the tail."""
+    frames: list[str] = []
+    while True:
+        end = buffer.find(">")
+        if end < 0:
+            break
+        start = buffer.rfind("<", 0, end)
+        if start >= 0:
+            frames.append(buffer[start + 1 : end])
+        buffer = buffer[end + 1 :]
+    if len(buffer) > _INPUT_BUFFER_CAP:
+        start = buffer.rfind("<")
+        buffer = buffer[start:] if start >= 0 and len(buffer) - start <= _INPUT_BUFFER_CAP else ""
+    return frames, buffer
+
+
+@dataclass(eq=False)
+class _Client:
+    writer: asyncio.StreamWriter
+    queue: asyncio.Queue
+    peer: str
+    task: asyncio.Task | None = None
+    closed: bool = False
+    buffer: str = field(default="")
+    pending: deque = field(default_factory=deque)  # slow fault: (due, command body)
+    slow_task: asyncio.Task | None = None
+
+
+class SimulatedShureDevice(ShureCommands, ShureFrames, SimulatedDevice):
+    """One simulated Shure command-strings device listening on TCP.
+
+    Args (beyond :class:`~micboard.simulators.engine.SimulatedDevice`'s):
+        line_ending: appended to each frame; ``None`` = family default ("" / PSM1000 "\\r\\n").
+        flash_seconds: how long FLASH ON lasts before the device reports FLASH OFF.
+        queue_limit: frames buffered per client before that client is dropped.
+
+    Faults: the engine's (``slow`` holds every reply back 1.5 s; SAMPLEs and unsolicited REPs keep
+    flowing, as they would from a busy receiver) plus ``third_party_disabled`` (SLX-D with third-party
+    control off: accepts connections, never answers). ``override`` replaces a reported value verbatim.
+    """
+
+    extra_faults: ClassVar[tuple[str, ...]] = ("third_party_disabled",)
+    mute_faults: ClassVar[tuple[str, ...]] = ("silent", "third_party_disabled", "stop_answering")
+    actions: ClassVar[dict[str, tuple[tuple[str, ...], frozenset[str]]]] = {
+        "override": (("prop", "value"), frozenset({"channel"})),
+    }
+    channel_class: ClassVar[type[ChannelState]] = ShureChannel
+
+    def __init__(
+        self,
+        rig: RigDevice,
+        *,
+        line_ending: str | None = None,
+        flash_seconds: float = 10.0,
+        queue_limit: int = 4096,
+        **options: Any,
+    ) -> None:
+        self.model = shure_model(rig.model)
+        super().__init__(
+            rig,
+            channels=self.model.channels,
+            family=self.model.family,
+            default_tx=_DEFAULT_TX.get(self.model.family),
+            is_iem=self.model.is_iem,
+            **options,
+        )
+        self.line_ending = line_ending if line_ending is not None else ("\r\n" if self.model.is_iem else "")
+        self.flash_seconds = flash_seconds
+        self.queue_limit = queue_limit
+        self.name_width = _NAME_WIDTH[self.family]
+        self.name_chars = _ALLOWED_SET_CHARS
+        self.audio_floor = _AUDIO_FLOOR[self.family]
+        self._net_rng = random.Random(self._dseed ^ 0x5BD1E995)
+        # Fault injection: (channel, property) -> raw value sent instead of the real one (channel 0: device).
+        self.overrides: dict[tuple[int, str], str] = {}
+        self.stats.update(writes=0, coalesced_writes=0, split_writes=0, garbage_writes=0, dropped_clients=0)
+        self.flash_until = 0.0
+        self._clients: set[_Client] = set()
+        self._server: asyncio.Server | None = None
+        self._last_tx_on: dict[int, bool] = {}
+        self._channel_props = {key.split()[0] for key, _ in self._render_channel(self.channels[0], True)}
+        self._device_props = {key for key, _ in self._render_device()}
+        self._device_props.update(_DEVICE_SETTABLE[self.family])
+
+    # ------------------------------------------------------------ engine hooks
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
+
+    @property
+    def client_count(self) -> int:
+        return len(self._clients)
+
+    async def _listen(self) -> None:
+        try:
+            self._server = await asyncio.start_server(self._on_connect, self.host, self.port)
+        except OSError as exc:
+            raise SimulatorBindError(
+                f"{self.key} ({self.rig.model}): cannot listen on {self.host}:{self.port}: {exc.strerror or exc}"
+            ) from exc
+        if self.port == 0:
+            self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _unlisten(self) -> None:
+        if self._server is not None:
+            self._server.close()  # closes the listening socket now; open connections are untouched
+            self._server = None
+
+    async def _disconnect_all(self) -> None:
+        clients = list(self._clients)
+        for client in clients:
+            self._drop(client, abort=True)
+        for client in clients:
+            for task in (client.task, client.slow_task):
+                if task:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+
+    def _reported_values(self) -> dict[tuple[int, str], str]:
+        values = {(0, key): value for key, value in self._render_device()}
+        for ch in self.channels:
+            values.update(((ch.number, key), value) for key, value in self._render_channel(ch, False))
+        return values
+
+    def _remember_reported(self) -> None:
+        super()._remember_reported()
+        self._last_tx_on = {ch.number: ch.tx_on for ch in self.channels}
+
+    def _emit_changes(self, changes: list[tuple[int, str, str]]) -> None:
+        frames = [self._rep_channel(n, k, v) if n else self._rep_device(k, v) for n, k, v in changes]
+        for ch in self.channels:
+            if self._last_tx_on.get(ch.number) != ch.tx_on:
+                self._last_tx_on[ch.number] = ch.tx_on
+                if self.family == AXIENT:  # AD reports the link quality as the pack comes and goes
+                    meter = self._meter(ch)
+                    quality = _num(meter.quality, 3) if meter.quality is not None else "255"
+                    frames.append(self._rep_channel(ch.number, "CHAN_QUALITY", quality))
+        self._broadcast(frames)
+
+    def _emit_meter(self, ch: ChannelState) -> None:
+        self._broadcast(self._sample_frames(ch))
+
+    def _on_fault(self, old: str | None, new: str | None) -> None:
+        if new in self.mute_faults:
+            self._clear_queues()
+
+    def _on_boot(self) -> None:
+        self.flash_until = 0.0
+        for ch in self.channels:
+            ch.flash_until = 0.0
+
+    def _idle_rms(self, ch: ChannelState, t: float) -> float:
+        if self.family == AXIENT:  # AD's RMS meter wanders over the noise with no transmitter
+            return -100.0 + 13.0 * self._h(ch.number, 62, int(t * 2))
+        return self.audio_floor[1]
+
+    # ------------------------------------------------------------ networking
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not (self._running and self.powered and self.fault != "refuse"):
+            writer.transport.abort()
+            return
+        peer = writer.get_extra_info("peername")
+        client = _Client(writer=writer, queue=asyncio.Queue(self.queue_limit), peer=f"{peer}")
+        client.task = asyncio.create_task(self._writer_loop(client), name=f"sim-{self.key}-writer")
+        self._clients.add(client)
+        session = self._open_session()
+        try:
+            while not client.closed:
+                data = await reader.read(4096)
+                if not data:
+                    break
+                if not self.output_enabled:
+                    continue  # read and ignore everything
+                frames, client.buffer = _split_frames(client.buffer + data.decode("latin-1"))
+                for body in frames:
+                    if self.reply_delay or client.pending:
+                        self._hold_back(client, body)
+                    else:
+                        self._handle_command(client, body)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self._drop(client, abort=False)
+            session[1] = time.time()
+
+    def _drop(self, client: _Client, *, abort: bool) -> None:
+        if client.closed:
+            return
+        client.closed = True
+        self._clients.discard(client)
+        for task in (client.task, client.slow_task):
+            if task and task is not asyncio.current_task():
+                task.cancel()
+        transport = client.writer.transport
+        if abort:
+            transport.abort()
+        else:
+            client.writer.close()
+
+    def _enqueue(self, client: _Client, frames: list[str]) -> None:
+        if client.closed or not self.output_enabled:
+            return
+        for frame in frames:
+            try:
+                client.queue.put_nowait(frame.encode("latin-1", "replace"))
+            except asyncio.QueueFull:
+                logger.warning("simulator %s: dropping client %s (output queue full)", self.key, client.peer)
+                self.stats["dropped_clients"] += 1
+                self._drop(client, abort=True)
+                return
+
+    def _broadcast(self, frames: list[str]) -> None:
+        if frames:
+            for client in list(self._clients):
+                self._enqueue(client, frames)
+
+    def _hold_back(self, client: _Client, body: str) -> None:
+        """The ``slow`` fault: answer ``body`` SLOW_REPLY_SECONDS after it arrived, in arrival order."""
+        if len(client.pending) >= _PENDING_CAP:
+            return  # a flood of commands at a slow device: the excess goes unanswered
+        client.pending.append((self._now() + self.reply_delay, body))
+        if client.slow_task is None or client.slow_task.done():
+            client.slow_task = asyncio.create_task(self._answer_late(client), name=f"sim-{self.key}-slow")
+
+    async def _answer_late(self, client: _Client) -> None:
+        while client.pending and not client.closed:
+            due, body = client.pending[0]
+            await asyncio.sleep(max(0.0, due - self._now()))
+            client.pending.popleft()
+            if self.output_enabled:
+                self._handle_command(client, body)
+
+    def _clear_queues(self) -> None:
+        for client in self._clients:
+            while not client.queue.empty():
+                client.queue.get_nowait()
+
+    async def _writer_loop(self, client: _Client) -> None:
+        writer = client.writer
+        rng = self._net_rng
+        try:
+            while True:
+                first = await client.queue.get()
+                if self.fault == "drop_mid_frame":
+                    writer.write(first[: max(1, len(first) // 2)])
+                    await writer.drain()
+                    self.stats["dropped_clients"] += 1
+                    self._drop(client, abort=False)
+                    return
+                parts = [first]
+                if self.chaos and rng.random() < _COALESCE_P and not client.queue.empty():
+                    while len(parts) < 16 and not client.queue.empty():
+                        parts.append(client.queue.get_nowait())
+                    self.stats["coalesced_writes"] += 1
+                real = list(range(len(parts)))
+                if self.fault == "garbage" and rng.random() < _GARBAGE_P:
+                    at = rng.randrange(len(parts) + 1)
+                    parts.insert(at, self._garbage())
+                    real = [i if i < at else i + 1 for i in real]
+                    self.stats["garbage_writes"] += 1
+                self.stats["writes"] += 1
+                if self.chaos and rng.random() < _SPLIT_P:
+                    k = rng.choice(real)
+                    cut = rng.randrange(1, max(2, len(parts[k]) - 1))
+                    writer.write(b"".join(parts[:k]) + parts[k][:cut])
+                    await writer.drain()
+                    await asyncio.sleep(rng.uniform(0.002, 0.01))
+                    writer.write(parts[k][cut:] + b"".join(parts[k + 1 :]))
+                    self.stats["split_writes"] += 1
+                else:
+                    writer.write(b"".join(parts))
+                await writer.drain()
+        except asyncio.CancelledError:
+            raise
+        except (ConnectionError, OSError):
+            self._drop(client, abort=True)
+
+    def _garbage(self) -> bytes:
+        rng = self._net_rng
+        choice = rng.randrange(4)
+        if choice == 0:
+            return bytes(rng.choice(b"\x00\x01\x07\x1b\x7f\x80\x9c\xff#~|") for _ in range(rng.randint(1, 24)))
+        if choice == 1:
+            return bytes(rng.randrange(32, 127) for _ in range(rng.randint(1, 24))).replace(b"<", b"(")
+        malformed = (
+            b"< REP >",
+            b"< >",
+            b"< SAMPLE >",
+            b"<REP1>",
+            b"< REP 1 >",
+            b"> stray",
+            b"<<<",
+            b"< REP 9 CHAN_NAME {unterminated >",
+            b"\r\n\r\n",
+            b"< \x00\xff >",
+        )
+        return rng.choice(malformed)
+
+    # ------------------------------------------------------------ control API (Shure extras)
+
+    async def override(self, prop: str, value: str | None, channel: int = 0) -> None:
+        """Fault injection: report ``value`` verbatim (as it follows the property name on the wire, braces
+        included) instead of the real value of ``prop``; ``channel`` 0 means a device property. ``None``
+        restores the real value. Clients see it in ALL replies, GETs and unsolicited REPs, like a real change.
+        Only properties the device reports can be overridden (``RSSI 1``: with its sub-index).
+        """
+        if not isinstance(prop, str) or not isinstance(channel, int) or isinstance(channel, bool):
+            raise SimulatorError("override needs a property name and a channel number")
+        if value is not None and (not isinstance(value, str) or not value or "<" in value or ">" in value):
+            raise SimulatorError("override value must be a non-empty string without < or >")
+        if channel == 0:
+            known = {key for key, _ in self._render_device()}
+        else:
+            known = {key for key, _ in self._render_channel(self._channel(channel), True)}
+        if prop not in known:
+            raise SimulatorError(f"{self.key} does not report {prop!r} on channel {channel}")
+        if value is None:
+            self.overrides.pop((channel, prop), None)
+        else:
+            self.overrides[(channel, prop)] = value
+        self._publish_changes()
+
+    def _snapshot_channel(self, ch: ChannelState) -> dict[str, Any]:
+        snap = super()._snapshot_channel(ch)
+        snap["group_channel"] = ch.group_chan
+        return snap
+
+    def snapshot(self) -> dict[str, Any]:
+        snap = super().snapshot()
+        snap["overrides"] = [{"channel": c, "prop": p, "value": v} for (c, p), v in sorted(self.overrides.items())]
+        return snap
