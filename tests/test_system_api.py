@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import ssl
+import time
 
+import httpx
 import pytest
 
 from micboard.drivers import system_api_spec as spec
 from micboard.drivers.base import RUNTIME_CALCULATING
 from micboard.drivers.catalog import device_model
+from micboard.drivers.system_api import inventory, poll
 from micboard.drivers.system_api_wire import (
     ChannelAnswers,
     activity,
@@ -25,7 +30,16 @@ from micboard.drivers.system_api_wire import (
     node_device,
     parse_fingerprint,
 )
-from micboard.exceptions import DriverConfigurationError, ProtocolError
+from micboard.exceptions import (
+    ConnectionTimeoutError,
+    DeviceSilentError,
+    DriverConfigurationError,
+    DriverError,
+    ProtocolError,
+)
+from micboard.simulators.engine import SLOW_REPLY_SECONDS, SimulatorThread
+from micboard.simulators.rig import RigChannel, RigDevice
+from micboard.simulators.system_api import DEMO_API_KEY, SimulatedSystemApiDevice, server_certificate
 
 # A device node as §4 describes it (the v1.8 spec's OnlineDevice).
 ADTQ_NODE = {
@@ -199,3 +213,242 @@ def test_the_catalog_knows_the_system_api_models_with_their_channels():
     assert device_model("ulxd6", driver=spec.DRIVER).channels == 1
     with pytest.raises(KeyError):
         device_model("ULXD4Q", driver=spec.DRIVER)
+
+
+# ------------------------------------------------------------------------------------------------ against the simulator
+
+SYSAPI = "shure_system_api"
+TEST_RIG = (
+    RigDevice(
+        "adtq",
+        "PSM Stage",
+        "ADTQ",
+        "ddb03a46-0000-11dd-a000-000edd230001",
+        0,
+        "Stage",
+        tuple(RigChannel(f"IEM {n}", f"Performer {n}") for n in range(1, 5)),
+        driver=SYSAPI,
+    ),
+    RigDevice(
+        "pres",
+        "Presenter pack",
+        "ULXD6",
+        "0b5e6c1a-0000-11dd-a000-000edd230002",
+        0,
+        "Stage",
+        (RigChannel("Presenter", "Host", "ULXD6", "LION", 58),),
+        driver=SYSAPI,
+    ),
+    RigDevice(
+        "hh",
+        "Q&A handheld",
+        "ULXD8",
+        "0b5e6c1a-0000-11dd-a000-000edd230003",
+        0,
+        "Stage",
+        (RigChannel("Q&A", "Audience", "ULXD8", "LION", 23),),
+        driver=SYSAPI,
+    ),
+    RigDevice(
+        "ad4d",
+        "Axient pair",
+        "AD4D",
+        "aa0d4d00-0000-11dd-a000-000edd230004",
+        0,
+        "Rack",
+        (RigChannel("Lectern", "Speaker"), RigChannel("Spare", "Nobody")),
+        driver=SYSAPI,
+    ),
+)
+RIG = {rig.key: rig for rig in TEST_RIG}
+FAST = 1.0  # poll timeout of the fault tests: every failure must be told within it
+
+
+@pytest.fixture(scope="module")
+def tls_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("sysapi-tls")
+
+
+@pytest.fixture
+def sim(tls_dir):
+    """Four devices on one simulated SystemAPI server (two list pages), values frozen (dynamics off)."""
+    devices = [
+        SimulatedSystemApiDevice(rig, host="127.0.0.1", port=0, dynamics=False, calculating_seconds=0, tls_dir=tls_dir)
+        for rig in TEST_RIG
+    ]
+    thread = SimulatorThread(devices).start()
+    yield thread
+    thread.stop()
+
+
+def options(sim, key, **changes):
+    snapshot = sim.snapshot(key)
+    base = {
+        "remote_id": RIG[key].device_id,
+        "api_key": snapshot["api_key"],
+        "tls_fingerprint": snapshot["tls_fingerprint"],
+    }
+    return {k: v for k, v in {**base, **changes}.items() if v is not None}
+
+
+def read(sim, key, *, timeout=3.0, **changes):
+    host, port = sim.address(key)
+    return asyncio.run(
+        poll(host, port, model=RIG[key].model, timeout=timeout, meter_rate_ms=250, options=options(sim, key, **changes))
+    )
+
+
+def failure(sim, key, *, timeout=FAST, **changes):
+    """The DriverError a poll ends with, and how long it took."""
+    started = time.monotonic()
+    with pytest.raises(DriverError) as caught:
+        read(sim, key, timeout=timeout, **changes)
+    return caught.value, time.monotonic() - started
+
+
+def test_a_pack_reads_its_battery_runtime_and_name_and_nothing_the_api_lacks(sim):
+    reading = read(sim, "pres")
+    assert (reading.model, reading.device_id, reading.family) == ("ULXD6", RIG["pres"].device_id, "system_api")
+    assert reading.latency_ms is not None and reading.latency_ms > 0
+    pack = reading.channels[1]
+    assert (pack.name, pack.tx_present, pack.tx_model, pack.tx_muted) == ("Presenter", True, "ULXD6", False)
+    # 58 % of an 8-hour pack: 3 bars, 278 minutes (the simulator's ISO-8601 PT278M).
+    assert (pack.battery_percent, pack.battery_bars, pack.battery_runtime_min) == (58, 3, 278)
+    assert (pack.rf_dbm, pack.rf_percent, pack.antennas, pack.frequency_khz, pack.audio_percent) == (None,) * 5
+    sim.set_battery("pres", 1, 9)
+    sim.tx_mute("pres", 1)
+    sim.set_name("pres", 1, "Keynote")
+    pack = read(sim, "pres").channels[1]
+    assert (pack.battery_bars, pack.battery_runtime_min, pack.tx_muted, pack.name) == (1, 43, True, "Keynote")
+
+
+def test_a_psm_transmitter_reads_its_channels_and_a_clip_as_a_peak(sim):
+    reading = read(sim, "adtq")
+    assert sorted(reading.channels) == [1, 2, 3, 4]
+    assert [reading.channels[n].name for n in (1, 2, 3, 4)] == ["IEM 1", "IEM 2", "IEM 3", "IEM 4"]
+    assert all(ch.metered and not ch.audio_peak for ch in reading.channels.values())
+    assert all(ch.tx_present is None and ch.battery_bars is None for ch in reading.channels.values())
+    sim.peak("adtq", 3)
+    peaks = [n for n, ch in read(sim, "adtq").channels.items() if ch.audio_peak]
+    assert peaks == [3]
+
+
+def test_a_device_on_the_second_page_is_found_and_its_channel_mutes_read(sim):
+    sim.call("ad4d", "audio_mute", channel=2, on=True)
+    requests = sim.snapshot("ad4d")["requests"]
+    reading = read(sim, "ad4d")
+    assert [reading.channels[n].audio_muted for n in (1, 2)] == [False, True]
+    assert [reading.channels[n].name for n in (1, 2)] == ["Lectern", "Spare"]
+    # Two list pages (page size 2), then name, audio-mute, audio-channels, and name/mute/activity per channel.
+    assert sim.snapshot("ad4d")["requests"] - requests == 2 + 3 + 2 * 3
+
+
+@pytest.mark.parametrize("shape", ["array", "items"])
+def test_the_other_device_list_shapes_read_the_same(sim, shape):
+    sim.call("hh", "list_shape", shape=shape)
+    pack = read(sim, "hh").channels[1]
+    assert (pack.name, pack.battery_percent, pack.battery_bars) == ("Q&A", 23, 2)
+
+
+def test_a_pack_switched_off_is_reported_offline_by_the_server_and_comes_back(sim):
+    sim.pack_off("pres", 1)
+    error, _ = failure(sim, "pres")
+    assert "reports the device offline (OFFLINE)" in str(error)
+    assert read(sim, "hh").channels[1].battery_percent == 23  # the server and its other devices still answer
+    sim.pack_on("pres", 1)
+    assert read(sim, "pres").channels[1].tx_present is True
+    sim.power_off("adtq")
+    assert "reports the device offline" in str(failure(sim, "adtq")[0])
+    sim.power_on("adtq")
+    assert len(read(sim, "adtq").channels) == 4
+
+
+def test_inventory_lists_every_device_with_its_name_and_state(sim):
+    sim.pack_off("hh", 1)
+    host, port = sim.address("adtq")
+    found = asyncio.run(inventory(host, port, timeout=3.0, options=options(sim, "adtq")))
+    by_id = {device.device_id: device for device in found}
+    assert set(by_id) == {rig.device_id for rig in TEST_RIG}
+    adtq = by_id[RIG["adtq"].device_id]
+    assert (adtq.model, adtq.name, adtq.state, adtq.firmware) == ("ADTQ", "PSM Stage", "ONLINE", "1.2.1.1")
+    assert adtq.serial and adtq.address == "127.0.0.1"
+    assert (by_id[RIG["hh"].device_id].state, by_id[RIG["hh"].device_id].name) == ("OFFLINE", None)
+
+
+def test_settings_the_crew_must_fix_are_named(sim):
+    requests = sim.snapshot("pres")["requests"]
+    assert "no API key" in str(failure(sim, "pres", api_key="")[0])
+    assert "no device id" in str(failure(sim, "pres", remote_id="")[0])
+    assert sim.snapshot("pres")["requests"] == requests  # neither went to the server
+    refused, _ = failure(sim, "pres", api_key="wrong-key")
+    assert isinstance(refused, DriverConfigurationError) and "refused the API key (HTTP 401)" in str(refused)
+    missing, _ = failure(sim, "pres", remote_id="00000000-dead-beef-0000-000000000000")
+    assert "does not list device 00000000-dead-beef" in str(missing) and "4 devices listed" in str(missing)
+
+
+def test_tls_is_verified_by_pin_or_ca_file_and_never_skipped(sim):
+    snapshot = sim.snapshot("pres")
+    fingerprint, requests = snapshot["tls_fingerprint"], snapshot["requests"]
+    untrusted, _ = failure(sim, "pres", tls_fingerprint="")
+    assert isinstance(untrusted, DriverConfigurationError)
+    assert "not trusted" in str(untrusted) and fingerprint in str(untrusted)  # what to compare on the server
+    assert "MICBOARD_SYSTEM_API_CA_FILE" in str(untrusted)
+    other = "AB:" * 31 + "AB"
+    mismatch, _ = failure(sim, "pres", tls_fingerprint=other)
+    assert "does not match the pinned one" in str(mismatch)
+    assert "pinned AB:AB:AB:AB:AB:AB:AB:AB…" in str(mismatch) and fingerprint[:23] + "…" in str(mismatch)
+    # Neither handshake was followed by a request: the API key never left micboard.
+    assert sim.snapshot("pres")["requests"] == requests
+    trusted = read(sim, "pres", tls_fingerprint="", ca_file=snapshot["tls_cert_path"])
+    assert trusted.channels[1].name == "Presenter"
+    assert read(sim, "pres", tls_fingerprint=fingerprint.replace(":", "").lower()).channels[1].battery_bars == 3
+    assert "cannot use the CA file" in str(failure(sim, "pres", tls_fingerprint="", ca_file="/nonexistent.pem")[0])
+
+
+def test_the_server_keeps_its_certificate_in_its_folder(tls_dir, sim):
+    host, _ = sim.address("pres")
+    kept = server_certificate(tls_dir, host)
+    assert kept.fingerprint == sim.snapshot("pres")["tls_fingerprint"]
+    assert server_certificate(tls_dir, host).sha256 == kept.sha256  # read again, not made again
+    assert oct(kept.key_path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_simulated_server_wants_the_key_and_refuses_an_empty_json_body(sim):
+    host, port = sim.address("pres")
+    fingerprint = sim.snapshot("pres")["tls_cert_path"]
+    with httpx.Client(verify=ssl.create_default_context(cafile=fingerprint)) as client:
+        url = f"https://{host}:{port}/api/v1/devices"
+        assert client.get(url).status_code == 401
+        assert client.get(url).json() == {"message": "Invalid or missing x-api-key"}
+        key = {"x-api-key": DEMO_API_KEY}
+        empty = client.post(f"{url}/subscription/x", headers={**key, "Content-Type": "application/json"})
+        assert empty.status_code == 400 and "Body cannot be empty" in empty.json()["message"]
+        rf = client.get(f"{url}/{RIG['pres'].device_id}/rf-level", headers=key)
+        assert rf.status_code == 405  # no RF resource exists
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind", "words"),
+    [
+        ("refuse", ConnectionTimeoutError, "connection refused"),
+        ("silent", DeviceSilentError, "did not complete the TLS handshake"),
+        ("stop_answering", DeviceSilentError, "sent no answer to GET /api/v1/devices"),
+        ("garbage", ProtocolError, "not HTTP"),
+        ("drop_mid_frame", ProtocolError, "closed the connection in the middle of its answer"),
+    ],
+)
+def test_each_fault_ends_the_poll_quickly_with_what_to_check_and_clears(sim, fault, kind, words):
+    sim.set_fault("hh", fault)  # a fault is the server's: every device on it is affected
+    error, took = failure(sim, "pres")
+    assert isinstance(error, kind) and words in str(error), error
+    assert took < FAST + 1.0
+    sim.set_fault("hh", None)
+    assert read(sim, "pres").channels[1].battery_bars == 3
+
+
+def test_a_slow_server_is_still_read_within_the_poll_timeout(sim):
+    sim.set_fault("pres", "slow")
+    started = time.monotonic()
+    reading = read(sim, "ad4d", timeout=3.0)
+    assert time.monotonic() - started >= SLOW_REPLY_SECONDS
+    assert reading.channels[1].name == "Lectern"

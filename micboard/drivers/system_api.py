@@ -380,7 +380,10 @@ class _Api:
             text = str(exc)
             if "disconnected" in text or "closed connection" in text or "incomplete" in text:
                 return ProtocolError(f"{where}: closed the connection in the middle of its answer to {what}")
-            return ProtocolError(f"{where}: answered {what} with something that is not HTTP ({text[:80]})")
+            return ProtocolError(
+                f"{where}: answered {what} with something that is not HTTP; "
+                f"is port {self.port} the SystemAPI server's HTTPS port?"
+            )
         if isinstance(exc, httpx.NetworkError):
             return ProtocolError(f"{where}: the connection dropped during {what} ({exc or type(exc).__name__})")
         return ProtocolError(f"{where}: {what} failed: {exc or type(exc).__name__}")
