@@ -11,9 +11,10 @@ import time
 
 import pytest
 
+from micboard.drivers.catalog import device_model
 from micboard.drivers.shure import ShureLink, poll
 from micboard.exceptions import DeviceSilentError
-from micboard.simulators import make_device
+from micboard.simulators import make_device, simulator_class
 from micboard.simulators.engine import FAULTS, SLOW_REPLY_SECONDS, SimulatorError, SimulatorHub, SimulatorThread
 from micboard.simulators.rig import DEMO_RIG, rig_device
 from micboard.simulators.shure_tcp import SimulatedShureDevice
@@ -26,8 +27,10 @@ def _device(key: str, **options) -> SimulatedShureDevice:
 
 def test_make_device_builds_the_simulator_the_rig_entry_names():
     devices = [make_device(rig, host="127.0.0.1", port=0) for rig in DEMO_RIG]
-    assert all(isinstance(d, SimulatedShureDevice) for d in devices)
-    assert [len(d.channels) for d in devices] == [4, 4, 1, 2, 2, 2]
+    assert all(isinstance(d, simulator_class(rig.driver)) for d, rig in zip(devices, DEMO_RIG, strict=True))
+    shure = [d for d in devices if isinstance(d, SimulatedShureDevice)]
+    assert [len(d.channels) for d in shure] == [4, 4, 1, 2, 2, 2]
+    assert [len(d.channels) for d in devices] == [device_model(r.model, driver=r.driver).channels for r in DEMO_RIG]
     unknown = dataclasses.replace(rig_device("ulxd"), driver="no_such_protocol")
     with pytest.raises(ValueError, match="no simulator for driver 'no_such_protocol'"):
         make_device(unknown)

@@ -37,9 +37,13 @@ from micboard.exceptions import (
     DriverError,
     ProtocolError,
 )
+from micboard.models import Channel, RealTimeConnection
 from micboard.simulators.engine import SLOW_REPLY_SECONDS, SimulatorThread
-from micboard.simulators.rig import RigChannel, RigDevice
+from micboard.simulators.rig import RigChannel, RigDevice, rig_device
 from micboard.simulators.system_api import DEMO_API_KEY, SimulatedSystemApiDevice, server_certificate
+from micboard.status import ChannelStatus as S
+from tasks.polling import run_poll_cycle
+from tests.factories import receivers_for, start_simulator, use_fast_polls
 
 # A device node as §4 describes it (the v1.8 spec's OnlineDevice).
 ADTQ_NODE = {
@@ -452,3 +456,34 @@ def test_a_slow_server_is_still_read_within_the_poll_timeout(sim):
     reading = read(sim, "ad4d", timeout=3.0)
     assert time.monotonic() - started >= SLOW_REPLY_SECONDS
     assert reading.channels[1].name == "Lectern"
+
+
+@pytest.mark.django_db
+def test_the_demo_conference_devices_reach_the_board_through_the_poll_cycle(settings):
+    keys = ["keynote", "qa", "adtd"]
+    use_fast_polls(settings)
+    sim = start_simulator(keys)
+    try:
+        receivers = receivers_for(sim, keys)
+        assert {r.remote_id for r in receivers.values()} == {rig_device(k).device_id for k in keys}
+        assert run_poll_cycle().failed == 0
+        keynote = Channel.objects.select_related("transmitter").get(receiver=receivers["keynote"])
+        # 74 % of an 8-hour pack: 4 bars, GOOD, 5 h 55 min left; the Q&A mic at 31 %: 2 bars, CRITICAL.
+        assert (keynote.status, keynote.transmitter.battery_bars, keynote.transmitter.runtime_minutes) == (
+            S.GOOD,
+            4,
+            355,
+        )
+        assert keynote.transmitter.model == "ULXD6" and keynote.transmitter.rf_percent is None
+        assert Channel.objects.get(receiver=receivers["qa"]).status == S.CRITICAL
+        iem = Channel.objects.filter(receiver=receivers["adtd"]).order_by("number")
+        assert [(c.name, c.status) for c in iem] == [("Host IEM", S.GOOD), ("Panel IEM", S.GOOD)]
+        sim.pack_off("keynote", 1)  # the pack is switched off: the server lists it OFFLINE
+        for _ in range(settings.MICBOARD_OFFLINE_AFTER):
+            run_poll_cycle()
+    finally:
+        sim.stop()
+    keynote.refresh_from_db()
+    connection = RealTimeConnection.objects.get(receiver=receivers["keynote"])
+    assert keynote.status == S.RX_COM_ERROR and "reports the device offline" in connection.last_error
+    assert Channel.objects.get(receiver=receivers["qa"]).status == S.CRITICAL  # the server's other devices read on

@@ -56,9 +56,18 @@ from micboard.simulators.rig import RigDevice
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEMO_API_KEY", "ServerCertificate", "SimulatedSystemApiDevice", "SystemApiServer", "server_certificate"]
+__all__ = [
+    "DEMO_API_KEY",
+    "TLS_FOLDER",
+    "ServerCertificate",
+    "SimulatedSystemApiDevice",
+    "SystemApiServer",
+    "receiver_options",
+    "server_certificate",
+]
 
 DEMO_API_KEY = "micboard-demo-system-api-key"  # the demo's shared secret (seed_demo puts it on the receivers)
+TLS_FOLDER = "simulator-tls"  # in the data directory: where the demo's server certificates are kept
 LIST_SHAPES = ("relay", "array", "items")
 PACK_MODELS = frozenset({"ADXR", "ULXD6", "ULXD8"})  # battery devices, one channel each [U]
 _FIRMWARE = {"ADTQ": "1.2.1.1", "ADTD": "1.2.1.1", "ADXR": "1.2.1.1", "AD4Q": "2.1.42.0", "AD4D": "2.1.42.0"}
@@ -121,6 +130,16 @@ def server_certificate(directory: Path | str | None, host: str) -> ServerCertifi
             handle.write(key_pem)
         cert_path.write_bytes(cert_pem)
     return ServerCertificate(cert_path, key_path)
+
+
+def receiver_options(rig: RigDevice, *, tls_dir: Path | str | None) -> dict[str, str]:
+    """What a Receiver row needs to read ``rig`` on its simulated server: its device id, the server's API key and
+    the pin of the server's certificate (made now in ``tls_dir`` when it is not there yet)."""
+    return {
+        "remote_id": rig.device_id,
+        "api_key": DEMO_API_KEY,
+        "tls_fingerprint": server_certificate(tls_dir, rig.host).fingerprint,
+    }
 
 
 def _make_certificate(host: str) -> tuple[bytes, bytes]:
@@ -625,6 +644,15 @@ class SimulatedSystemApiDevice(SimulatedDevice):
         self.shape = shape
         if self.server is not None:
             self.server.list_shape = shape
+
+    def receiver_options(self) -> dict[str, str]:
+        """The Receiver row's extras for this device (its server must have started)."""
+        assert self.server is not None, "start the device first"
+        return {
+            "remote_id": self.device_id,
+            "api_key": self.api_key,
+            "tls_fingerprint": self.server.certificate.fingerprint,
+        }
 
     def snapshot(self) -> dict[str, Any]:
         data = super().snapshot()

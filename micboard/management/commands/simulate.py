@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import signal
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from micboard.simulators import make_device
@@ -67,6 +68,7 @@ class Command(BaseCommand):
                 dynamics=not options["no_dynamics"],
                 chaos=not options["no_chaos"],
                 calculating_seconds=options["calculating_seconds"],
+                **_family_options(rig),
             )
             for rig in rigs
         ]
@@ -104,3 +106,13 @@ class Command(BaseCommand):
                 loop.remove_signal_handler(sig)
             await hub.stop()
         self._say("simulator stopped")
+
+
+def _family_options(rig) -> dict:
+    """A family's own simulator settings: a System API server keeps its certificate in the data directory, so
+    the fingerprint seed_demo pinned on its receivers stays the server's across restarts."""
+    if rig.driver == "shure_system_api":
+        from micboard.simulators.system_api import TLS_FOLDER
+
+        return {"tls_dir": settings.DATA_DIR / TLS_FOLDER}
+    return {}
