@@ -14,7 +14,7 @@ import pytest
 from micboard.drivers import system_api_spec as spec
 from micboard.drivers.base import RUNTIME_CALCULATING
 from micboard.drivers.catalog import device_model
-from micboard.drivers.system_api import inventory, poll
+from micboard.drivers.system_api import MAX_RESPONSE_BYTES, inventory, poll
 from micboard.drivers.system_api_wire import (
     ChannelAnswers,
     activity,
@@ -487,3 +487,90 @@ def test_the_demo_conference_devices_reach_the_board_through_the_poll_cycle(sett
     connection = RealTimeConnection.objects.get(receiver=receivers["keynote"])
     assert keynote.status == S.RX_COM_ERROR and "reports the device offline" in connection.last_error
     assert Channel.objects.get(receiver=receivers["qa"]).status == S.CRITICAL  # the server's other devices read on
+
+
+# ------------------------------------------------------------------------------------------------ hostile servers
+
+
+class ScriptedServer:
+    """An HTTPS server on 127.0.0.1 that answers every request with ``answer(path)`` (raw HTTP bytes)."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.paths: list[str] = []
+        self.certificate = server_certificate(None, "127.0.0.1")
+
+    async def __aenter__(self):
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.certificate.ssl_context())
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc_info):
+        self.server.close()
+
+    async def _serve(self, reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                self.paths.append(head.split(b" ")[1].decode())
+                writer.write(self.answer(self.paths[-1]))
+                await writer.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def poll(self, **changes):
+        settings = {"remote_id": "dev-1", "api_key": "k", "tls_fingerprint": self.certificate.fingerprint, **changes}
+        return await poll("127.0.0.1", self.port, model="ULXD6", timeout=FAST, options=settings)
+
+
+def http(body: bytes, *, status: str = "200 OK", headers: str = "") -> bytes:
+    return f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n{headers}\r\n".encode() + body
+
+
+async def refused(server: ScriptedServer) -> DriverError:
+    with pytest.raises(DriverError) as caught:
+        await server.poll()
+    return caught.value
+
+
+def test_answers_larger_than_the_cap_are_refused_whether_declared_or_streamed():
+    async def scenario():
+        declared = http(b"[]").replace(b"Content-Length: 2", f"Content-Length: {MAX_RESPONSE_BYTES + 1}".encode())
+        async with ScriptedServer(lambda path: declared) as server:
+            first = await refused(server)
+        chunk = b"[" + b" " * 65536
+        size = f"{len(chunk):x}".encode()
+        streamed = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + (size + b"\r\n" + chunk + b"\r\n") * 20
+        async with ScriptedServer(lambda path: streamed) as server:
+            second = await refused(server)
+        return first, second
+
+    for error in asyncio.run(scenario()):
+        assert isinstance(error, ProtocolError) and f"larger than {MAX_RESPONSE_BYTES} bytes" in str(error)
+
+
+def test_a_web_page_instead_of_json_says_which_port_to_check():
+    async def scenario():
+        page = http(b"<html><body>Welcome</body></html>", headers="Content-Type: text/html\r\n")
+        async with ScriptedServer(lambda path: page) as server:
+            return await refused(server), server.port
+
+    error, port = asyncio.run(scenario())
+    assert isinstance(error, ProtocolError)
+    assert "not JSON ('<html><body>Welcome</bod'" in str(error) and f"is port {port} the SystemAPI server's" in str(
+        error
+    )
+
+
+def test_a_device_list_that_pages_in_a_circle_ends():
+    loop_page = {"pageInfo": {"hasNextPage": True, "endCursor": "again"}, "edges": [{"cursor": "again", "node": {}}]}
+
+    async def scenario():
+        async with ScriptedServer(lambda path: http(json.dumps(loop_page).encode())) as server:
+            return await refused(server), server.paths
+
+    error, paths = asyncio.run(scenario())
+    assert isinstance(error, DriverConfigurationError) and "does not list device dev-1" in str(error)
+    assert paths == ["/api/v1/devices", "/api/v1/devices?after=again"]
