@@ -377,6 +377,9 @@ def test_inventory_lists_every_device_with_its_name_and_state(sim):
     assert (adtq.model, adtq.name, adtq.state, adtq.firmware) == ("ADTQ", "PSM Stage", "ONLINE", "1.2.1.1")
     assert adtq.serial and adtq.address == "127.0.0.1"
     assert (by_id[RIG["hh"].device_id].state, by_id[RIG["hh"].device_id].name) == ("OFFLINE", None)
+    # Without the key a scan still learns that a SystemAPI server answers there, and what it needs.
+    with pytest.raises(DriverConfigurationError, match=r"a SystemAPI server answers here \(HTTP 401 without a key\)"):
+        asyncio.run(inventory(host, port, timeout=3.0, options=options(sim, "adtq", api_key=None)))
 
 
 def test_settings_the_crew_must_fix_are_named(sim):

@@ -258,12 +258,14 @@ class _Transport(httpx.AsyncHTTPTransport):
 class _Api:
     """One poll's (or inventory's) conversation with a SystemAPI Server."""
 
-    def __init__(self, host: str, port: int, *, options: Mapping[str, str], timeout: float) -> None:
+    def __init__(
+        self, host: str, port: int, *, options: Mapping[str, str], timeout: float, require_key: bool = True
+    ) -> None:
         self.where = f"{host}:{port}"
         self.port = port
         self.timeout = timeout
         api_key = (options.get("api_key") or "").strip()
-        if not api_key:
+        if not api_key and require_key:
             raise DriverConfigurationError(
                 f"{self.where}: no API key: enter the SystemAPI server's shared secret (set when the server "
                 "was installed) as the receiver's API key"
@@ -277,7 +279,9 @@ class _Api:
         self.backend = _Backend(where=self.where, pin=pin, timeout=timeout)
         url_host = f"[{host}]" if ":" in host else host
         self.base = f"https://{url_host}:{port}{spec.API_BASE}/"
-        self.headers = {spec.API_KEY_HEADER: api_key, "Accept": "application/json", "Accept-Encoding": "identity"}
+        self.headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
+        if api_key:
+            self.headers[spec.API_KEY_HEADER] = api_key
         self.client: httpx.AsyncClient | None = None
         self.started = self.deadline = 0.0
         self.first_answer_ms: float | None = None
@@ -346,6 +350,11 @@ class _Api:
     def _check_status(self, status: int, what: str) -> None:
         if 200 <= status < 300:
             return
+        if status in (401, 403) and spec.API_KEY_HEADER not in self.headers:
+            raise DriverConfigurationError(
+                f"{self.where}: a SystemAPI server answers here (HTTP {status} without a key): enter its shared "
+                "secret as the API key to list its devices"
+            )
         if status in (401, 403):
             raise DriverConfigurationError(
                 f"{self.where}: the SystemAPI server refused the API key (HTTP {status}): check the receiver's "
@@ -568,9 +577,11 @@ async def inventory(
 ) -> list[InventoryDevice]:
     """Every device a SystemAPI Server lists (at most MAX_DEVICES), with the names of the online ones.
 
-    For discovery: the caller decides what to add. Raises what :func:`poll` raises while listing.
+    For discovery: the caller decides what to add. Raises what :func:`poll` raises while listing; without an
+    API key it still asks, so that a server there is told apart from nothing there (DriverConfigurationError
+    saying a key is needed, against ConnectionTimeoutError).
     """
-    api = _Api(host, port, options=options or {}, timeout=timeout)
+    api = _Api(host, port, options=options or {}, timeout=timeout, require_key=False)
     async with api, _within(api):
         nodes = await api.pages()
 
