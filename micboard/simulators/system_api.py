@@ -80,6 +80,7 @@ _IEM_CHANNEL_CAPABILITIES = ("activity", "gain", "name")
 _RECEIVER_CHANNEL_CAPABILITIES = ("activity", "gain", "mute", "name")
 _MAX_HEAD = 16 * 1024
 _MAX_BODY = 64 * 1024
+_MAX_CONNECTIONS = 64  # more at once are closed on arrival (a real server's limit is unknown)
 _HANDSHAKE_SECONDS = 10.0
 _IDLE_SECONDS = 30.0
 _GARBAGE = b"\x16\x03\x01 <REP ERR> " + bytes(range(0x80, 0x100)) + b"\r\n\r\n"
@@ -296,6 +297,9 @@ class SystemApiServer:
 
     async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One TLS connection (handshake done): requests answered in turn while it lives."""
+        if len(self._connections) >= _MAX_CONNECTIONS:
+            writer.transport.abort()
+            return
         self._connections.add(writer)
         sessions = [member._open_session() for member in self.members]
         try:
@@ -311,6 +315,9 @@ class SystemApiServer:
 
     async def _on_silent(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """The ``silent`` fault: the connection is taken, its TLS handshake never answered."""
+        if len(self._connections) >= _MAX_CONNECTIONS:
+            writer.transport.abort()
+            return
         self._connections.add(writer)
         try:
             await self._swallow(reader)
