@@ -453,10 +453,10 @@ def test_each_fault_ends_the_poll_quickly_with_what_to_check_and_clears(sim, fau
     assert read(sim, "pres").channels[1].battery_bars == 3
 
 
-def test_a_slow_server_is_still_read_within_the_poll_timeout(sim):
+def test_a_slow_server_is_still_read_within_a_two_second_poll_timeout(sim):
     sim.set_fault("pres", "slow")
     started = time.monotonic()
-    reading = read(sim, "ad4d", timeout=3.0)
+    reading = read(sim, "ad4d", timeout=2.0)  # the second page: the most rounds a poll makes
     assert time.monotonic() - started >= SLOW_REPLY_SECONDS
     assert reading.channels[1].name == "Lectern"
 

@@ -19,7 +19,7 @@ Faults are the server's (its devices share its listener): the first fault set on
 to every connection. ``refuse`` closes the listener; ``silent`` accepts and never answers the TLS handshake;
 ``stop_answering`` reads requests and answers none; ``garbage`` answers with bytes that are not HTTP;
 ``drop_mid_frame`` sends half an answer and closes; ``slow`` holds back the first page of the device list
-by ``SLOW_REPLY_SECONDS`` (a server slow to enumerate its network) and every other answer by a tenth of it,
+by ``SLOW_REPLY_SECONDS`` (a server slow to enumerate its network) and every other answer by 1/30 of it,
 which a poll still survives. No Django imports.
 """
 
@@ -362,7 +362,7 @@ class SystemApiServer:
         status, payload = self._answer(method, url.path, query, headers, body)
         if fault == "slow":
             first_page = url.path.rstrip("/").endswith(f"/{spec.DEVICES}") and spec.PAGE_AFTER_PARAM not in query
-            await asyncio.sleep(SLOW_REPLY_SECONDS if first_page else SLOW_REPLY_SECONDS / 10)
+            await asyncio.sleep(SLOW_REPLY_SECONDS if first_page else SLOW_REPLY_SECONDS / 30)
         close = headers.get("connection", "").lower() == "close" or version != "HTTP/1.1"
         await self._send(writer, status, payload, close=close, cut=fault == "drop_mid_frame")
         return not close and fault != "drop_mid_frame"
