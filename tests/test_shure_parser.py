@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from micboard.drivers.base import RUNTIME_CALCULATING, RUNTIME_WARNING
-from micboard.drivers.shure_models import AXIENT, PSM1000, QLXD, SLXD, ULXD
+from micboard.drivers.shure_spec import AXIENT, PSM1000, QLXD, SLXD, ULXD
 from micboard.drivers.shure_wire import (
     MAX_FRAME,
     FrameBuffer,

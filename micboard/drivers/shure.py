@@ -44,7 +44,7 @@ from micboard.drivers.base import (
     ReceiverReading,
 )
 from micboard.drivers.resolver import resolve_host
-from micboard.drivers.shure_models import (
+from micboard.drivers.shure_spec import (
     clamp_meter_rate,
     shure_model,
 )

@@ -32,12 +32,14 @@ from micboard.drivers.base import (
     audio_percent_from_dbfs,
     rf_percent_from_dbm,
 )
-from micboard.drivers.shure_models import (
+from micboard.drivers.shure_spec import (
     AXIENT,
     FAMILIES,
+    PEAK_DBFS,
     PSM1000,
     QLXD,
     SLXD,
+    SPECS,
     ULXD,
 )
 from micboard.exceptions import ProtocolError
@@ -372,69 +374,54 @@ def psm_level_percent(value: str | None) -> int:
 
 Converter = Callable[[str | None], Any]
 
-_ULX_QLX_PROPS: dict[str, tuple[str, Converter]] = {
-    "CHAN_NAME": ("name", _text),
-    "FREQUENCY": ("frequency_khz", _frequency),
-    "GROUP_CHAN": ("group_channel", _group_channel),
-    "TX_TYPE": ("tx_model", _word),
-    "BATT_BARS": ("battery_bars", _gauge(5)),
-    "BATT_CHARGE": ("battery_percent", _gauge(100)),
-    # 65534/65533 assumed to mean what they mean on AD/SLX-D [U].
-    "BATT_RUN_TIME": ("runtime", _runtime),
-    "BATT_TYPE": ("battery_type", _word),
-    "TX_OFFSET": ("tx_offset_db", _gauge(21)),
-    "AUDIO_MUTE": ("audio_muted", _on_off),  # ULX-D only [U]; harmless if QLX-D sends it
-    "TX_MUTE_STATUS": ("tx_muted", _on_off),
-}
 
-_SLXD_PROPS: dict[str, tuple[str, Converter]] = {
-    "CHAN_NAME": ("name", _text),
-    "FREQUENCY": ("frequency_khz", _frequency),
-    "GROUP_CHANNEL": ("group_channel", _group_channel),
-    "TX_MODEL": ("tx_model", _word),
-    "TX_BATT_BARS": ("battery_bars", _gauge(5)),
-    "TX_BATT_MINS": ("runtime", _runtime),
+def _channel_props(family: str, extras: dict[str, tuple[str, Converter]]) -> dict[str, tuple[str, Converter]]:
+    """The family's property names from its spec, each with the fact it fills and its converter."""
+    spec = SPECS[family]
+    named: list[tuple[str | None, str, Converter]] = [
+        ("CHAN_NAME", "name", _text),  # PSM1000: unbraced on the vendor page; real units may brace it [U]
+        ("FREQUENCY", "frequency_khz", _frequency),
+        (spec.group_channel_prop, "group_channel", _group_channel),
+        (spec.tx_model_prop, "tx_model", _word),
+        (spec.battery_bars_prop, "battery_bars", _gauge(5)),
+        (spec.battery_percent_prop, "battery_percent", _gauge(100)),
+        (spec.battery_runtime_prop, "runtime", _runtime),
+        (spec.battery_type_prop, "battery_type", _word),
+        (spec.audio_mute_prop, "audio_muted", _on_off),
+        (spec.tx_mute_prop, "tx_muted", _on_off),
+    ]
+    if spec.tx_offset_prop:
+        named.append((spec.tx_offset_prop, "tx_offset_db", _offset_db(spec.tx_offset_zero, max(spec.tx_offset_values))))
+    props = {prop: (fact, convert) for prop, fact, convert in named if prop}
+    props.update(extras)
+    return props
+
+
+_AD_METERS: dict[str, tuple[str, Converter]] = {
+    "RSSI": ("rssi", _minus(120)),  # SLX-D: with or without the antenna index [U]
     "AUDIO_LEVEL_PEAK": ("audio_peak_dbfs", _minus(120)),
     "AUDIO_LEVEL_RMS": ("audio_dbfs", _minus(120)),
-    "RSSI": ("rssi", _minus(120)),  # with or without the antenna index [U]
-}
-
-_AXIENT_PROPS: dict[str, tuple[str, Converter]] = {
-    "CHAN_NAME": ("name", _text),
-    "FREQUENCY": ("frequency_khz", _frequency),
-    "GROUP_CHANNEL": ("group_channel", _group_channel),
-    "TX_MODEL": ("tx_model", _word),
-    "TX_BATT_BARS": ("battery_bars", _gauge(5)),
-    "TX_BATT_CHARGE_PERCENT": ("battery_percent", _gauge(100)),
-    "TX_BATT_MINS": ("runtime", _runtime),
-    "TX_BATT_TYPE": ("battery_type", _word),
-    "TX_OFFSET": ("tx_offset_db", _offset_db(12, 32)),
-    "CHAN_QUALITY": ("quality", _gauge(5)),
-    "AUDIO_MUTE": ("audio_muted", _on_off),
-    "TX_MUTE_MODE_STATUS": ("tx_muted", _ad_tx_mute),
-    "ANTENNA_STATUS": ("antennas", _ad_antennas),
-    "RSSI": ("rssi", _minus(120)),
-    "AUDIO_LEVEL_PEAK": ("audio_peak_dbfs", _minus(120)),
-    "AUDIO_LEVEL_RMS": ("audio_dbfs", _minus(120)),
-    "AUDIO_LED_BITMAP": ("audio_bitmap", wire_int),
-    # SLOT_* (8 transmitter slots) and everything else unlisted is ignored.
-}
-
-_PSM_PROPS: dict[str, tuple[str, Converter]] = {
-    "CHAN_NAME": ("name", _text),  # unbraced on the vendor page; real units may brace it [U]: both parse
-    "FREQUENCY": ("frequency_khz", _frequency),
-    "GROUP_CHAN": ("group_channel", _group_channel),
-    "RF_MUTE": ("audio_muted", _on_off),
-    "AUDIO_IN_LVL_L": ("level_l", psm_level_percent),
-    "AUDIO_IN_LVL_R": ("level_r", psm_level_percent),
 }
 
 CHANNEL_PROPS: dict[str, dict[str, tuple[str, Converter]]] = {
-    ULXD: _ULX_QLX_PROPS,
-    QLXD: _ULX_QLX_PROPS,
-    SLXD: _SLXD_PROPS,
-    AXIENT: _AXIENT_PROPS,
-    PSM1000: _PSM_PROPS,
+    ULXD: _channel_props(ULXD, {}),
+    QLXD: _channel_props(QLXD, {"AUDIO_MUTE": ("audio_muted", _on_off)}),  # not documented on QLX-D: harmless
+    SLXD: _channel_props(SLXD, _AD_METERS),
+    AXIENT: _channel_props(
+        AXIENT,
+        {
+            **_AD_METERS,
+            "CHAN_QUALITY": ("quality", _gauge(5)),
+            "TX_MUTE_MODE_STATUS": ("tx_muted", _ad_tx_mute),
+            "ANTENNA_STATUS": ("antennas", _ad_antennas),
+            "AUDIO_LED_BITMAP": ("audio_bitmap", wire_int),
+            # SLOT_* (8 transmitter slots) and everything else unlisted is ignored.
+        },
+    ),
+    PSM1000: _channel_props(
+        PSM1000,
+        {"AUDIO_IN_LVL_L": ("level_l", psm_level_percent), "AUDIO_IN_LVL_R": ("level_r", psm_level_percent)},
+    ),
 }
 
 DEVICE_PROPS: dict[str, str] = {
@@ -446,13 +433,7 @@ DEVICE_PROPS: dict[str, str] = {
 }
 
 # Reports that count as a channel's meter reading (besides SAMPLE).
-METER_PROPS: dict[str, frozenset[str]] = {
-    ULXD: frozenset(),
-    QLXD: frozenset(),
-    SLXD: frozenset(),
-    AXIENT: frozenset(),
-    PSM1000: frozenset({"AUDIO_IN_LVL_L", "AUDIO_IN_LVL_R"}),
-}
+METER_PROPS: dict[str, frozenset[str]] = {family: spec.meter_props for family, spec in SPECS.items()}
 
 # Facts that tell whether a transmitter is on (§6): present if any of them holds a real value.
 TX_PRESENCE_FACTS: dict[str, tuple[str, ...]] = {
@@ -463,7 +444,6 @@ TX_PRESENCE_FACTS: dict[str, tuple[str, ...]] = {
     PSM1000: (),  # an IEM transmitter cannot tell whether a pack listens
 }
 
-PEAK_DBFS = -2.0  # §6: a peak when dBFS >= -2
 _AUDIO_BITMAP_PEAK = 0x80  # AD / UHF-R bitmap bit 7
 
 

@@ -10,49 +10,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from micboard.drivers.shure_models import AXIENT, PSM1000, QLXD, SLXD, ULXD
+from micboard.drivers.shure_spec import SET_CHARS, SUBINDEXED
 from micboard.simulators.engine import clamp
-from micboard.simulators.shure_frames import (
-    _DEVICE_ID_WIDTH,
-    _GC_NAME,
-    _NAME_SET_MAX,
-    UNKNOWN_GROUP_CHANNEL,
-    ShureChannel,
-    _digits,
-)
+from micboard.simulators.shure_frames import UNKNOWN_GROUP_CHANNEL, ShureChannel, _digits
 
 logger = logging.getLogger(__name__)
 
-# Characters a SET string may carry (protocols.md §1.4), minus the framing characters { } < >.
-_ALLOWED_SET_CHARS = frozenset(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 !\"#$%&'()*+,-./:;=?@[\\]^_`~"
-)
-
-_SUBINDEXED = {"RSSI": 2, "RSSI_LED_BITMAP": 2, "SLOT_STATUS": 8}
-_SETTABLE = {
-    ULXD: {"CHAN_NAME", "FREQUENCY", "GROUP_CHAN", "AUDIO_GAIN", "AUDIO_MUTE", "METER_RATE"},
-    QLXD: {"CHAN_NAME", "FREQUENCY", "GROUP_CHAN", "AUDIO_GAIN", "METER_RATE"},
-    SLXD: {"CHAN_NAME", "FREQUENCY", "GROUP_CHANNEL", "AUDIO_GAIN", "METER_RATE", "FLASH"},
-    AXIENT: {"CHAN_NAME", "FREQUENCY", "GROUP_CHANNEL", "AUDIO_GAIN", "AUDIO_MUTE", "METER_RATE", "FLASH"},
-    PSM1000: {
-        "CHAN_NAME",
-        "FREQUENCY",
-        "GROUP_CHAN",
-        "RF_TX_LVL",
-        "RF_MUTE",
-        "AUDIO_TX_MODE",
-        "AUDIO_IN_LINE_LVL",
-        "AUDIO_IN_LVL",
-        "METER_RATE",
-    },
-}
-_DEVICE_SETTABLE = {
-    ULXD: {"DEVICE_ID", "FLASH"},
-    QLXD: {"DEVICE_ID"},
-    SLXD: {"DEVICE_ID", "FLASH"},
-    AXIENT: {"DEVICE_ID", "FLASH"},
-    PSM1000: {"DEVICE_NAME"},
-}
 _PSM_CHOICES = {"RF_TX_LVL": (10, 50, 100), "RF_MUTE": (0, 1), "AUDIO_TX_MODE": (1, 2, 3), "AUDIO_IN_LINE_LVL": (0, 1)}
 
 
@@ -135,8 +98,9 @@ class ShureCommands:
             self._enqueue(client, [self._rep_device(prop, values[prop])])
             return
         assert index is not None
-        if prop in _SUBINDEXED:
-            if len(args) > 1 or (args and not (_digits(args[0]) and 1 <= int(args[0]) <= _SUBINDEXED[prop])):
+        if prop in SUBINDEXED:
+            limit = SUBINDEXED[prop] if prop.startswith("SLOT_") else self.antennas
+            if len(args) > 1 or (args and not (_digits(args[0]) and 1 <= int(args[0]) <= limit)):
                 raise _CommandError
             wanted = {f"{prop} {int(args[0])}"} if args else {f"{prop} {i}" for i in range(1, 9)}
         elif args:
@@ -151,12 +115,11 @@ class ShureCommands:
         self._enqueue(client, frames)
 
     def _set(self, client: Any, index: int | None, prop: str, args: list[str], braced: str | None) -> None:
-        fam = self.family
         if self._is_device_prop(prop, index):
-            if prop not in _DEVICE_SETTABLE[fam]:
+            if prop not in self.spec.device_settable:
                 raise _CommandError
             if prop in ("DEVICE_ID", "DEVICE_NAME"):
-                value = self._string_arg(args, braced, _DEVICE_ID_WIDTH[fam])
+                value = self._string_arg(args, braced, self.spec.device_id_width)
                 changed = value != self.device_id
                 self.device_id = value
             else:  # FLASH
@@ -172,7 +135,7 @@ class ShureCommands:
             else:
                 self._enqueue(client, [frame])
             return
-        if prop not in _SETTABLE[fam]:
+        if prop not in self.spec.settable:
             raise _CommandError
         assert index is not None
         apply = self._channel_setter(prop, args, braced)
@@ -189,10 +152,9 @@ class ShureCommands:
 
     def _channel_setter(self, prop: str, args: list[str], braced: str | None):
         """Validate a channel SET fully, then return a function applying it to one channel."""
-        fam = self.family
-        gc_name = _GC_NAME[fam]
+        gc_name = self.spec.group_channel_prop
         if prop == "CHAN_NAME":
-            name = self._string_arg(args, braced, _NAME_SET_MAX[fam])
+            name = self._string_arg(args, braced, self.spec.name_set_max)
 
             def set_name(ch: ShureChannel) -> tuple[bool, list[str]]:
                 changed = ch.name != name
@@ -308,7 +270,7 @@ class ShureCommands:
             value = args[0]
         else:
             raise _CommandError
-        if not 1 <= len(value) <= max_len or any(c not in _ALLOWED_SET_CHARS for c in value):
+        if not 1 <= len(value) <= max_len or any(c not in SET_CHARS for c in value):
             raise _CommandError
         return value
 

@@ -10,27 +10,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from micboard.drivers.shure_models import AXIENT, PSM1000, QLXD, SLXD, ULXD
+from micboard.drivers.shure_spec import AXIENT, NO_GROUP_CHANNEL, PSM1000, QLXD, SLXD, ULXD
 from micboard.simulators.engine import ChannelState, Meter, clamp
 
-UNKNOWN_GROUP_CHANNEL = "--,--"
+UNKNOWN_GROUP_CHANNEL = NO_GROUP_CHANNEL
 
-# Per-family vocabulary.
-_REP_KEYWORD = {ULXD: "REP", QLXD: "REP", SLXD: "REP", AXIENT: "REP", PSM1000: "REPORT"}
-_GC_NAME = {
-    ULXD: "GROUP_CHAN",
-    QLXD: "GROUP_CHAN",
-    SLXD: "GROUP_CHANNEL",
-    AXIENT: "GROUP_CHANNEL",
-    PSM1000: "GROUP_CHAN",
-}
-_NAME_WIDTH = {ULXD: 8, QLXD: 8, SLXD: 31, AXIENT: 31, PSM1000: 8}
-_NAME_SET_MAX = {ULXD: 8, QLXD: 8, SLXD: 8, AXIENT: 31, PSM1000: 8}
-_DEVICE_ID_WIDTH = {ULXD: 8, QLXD: 8, SLXD: 8, AXIENT: 31, PSM1000: 8}
-_FREQ_DIGITS = {ULXD: 6, QLXD: 6, SLXD: 7, AXIENT: 7, PSM1000: 6}
-_FW_VER = {ULXD: ("2.7.6.0", 18), QLXD: ("2.6.10.0", 18), SLXD: ("2.0.15.2", 24), AXIENT: ("2.1.42.0", 24)}
+# What one simulated unit reports beyond the spec: firmware and RF band of the rack we pretend to be.
+_FW_VER = {ULXD: "2.7.6.0", QLXD: "2.6.10.0", SLXD: "2.0.15.2", AXIENT: "2.1.42.0"}
 _RF_BAND = {SLXD: "G55", AXIENT: "G57"}
-_DEFAULT_TX = {ULXD: "ULXD2", QLXD: "QLXD2", SLXD: "SLXD2", AXIENT: "ADX2"}
 
 # Audio floors (dBFS) with no transmitter / muted transmitter (protocols.md §7.2).
 _AUDIO_FLOOR = {
@@ -85,7 +72,7 @@ class ShureFrames:
 
     @property
     def _keyword(self) -> str:
-        return _REP_KEYWORD[self.family]
+        return self.spec.keyword
 
     def _frame(self, body: str) -> str:
         return f"< {body} >{self.line_ending}"
@@ -101,25 +88,26 @@ class ShureFrames:
 
     def _group_chan_value(self, ch: ShureChannel) -> str:
         gc = ch.group_chan
-        if self.family == PSM1000:
+        width = self.spec.group_channel_width
+        if width == 0:  # PSM1000: unbraced gg,cc
             if gc == UNKNOWN_GROUP_CHANNEL:
                 return gc
             g, c = gc.split(",")
             return f"{int(g):02d},{int(c):02d}"
-        return _braced(gc, 10 if self.family in (SLXD, AXIENT) else None)
+        return _braced(gc, width)
 
     def _render_device(self) -> list[tuple[str, str]]:
         fam = self.family
         flash = "ON" if self._loop is not None and self._now() < self.flash_until else "OFF"
+        spec = self.spec
         if fam == PSM1000:
-            return [("DEVICE_NAME", _braced(self.device_id, 8))]
-        fw, fw_width = _FW_VER[fam]
+            return [(spec.device_id_prop, _braced(self.device_id, spec.device_id_width))]
         props: list[tuple[str, str]] = []
         if fam in (SLXD, AXIENT):
             model = f"{self.model.model}-A" if fam == AXIENT else self.model.model
             props.append(("MODEL", _braced(model, 32)))
-        props.append(("DEVICE_ID", _braced(self.device_id, _DEVICE_ID_WIDTH[fam])))
-        props.append(("FW_VER", _braced(fw, fw_width)))
+        props.append((spec.device_id_prop, _braced(self.device_id, spec.device_id_width)))
+        props.append(("FW_VER", _braced(_FW_VER[fam], spec.firmware_width)))
         if fam in (SLXD, AXIENT):
             props.append(("RF_BAND", _braced(_RF_BAND[fam], 8)))
         if fam == ULXD:
@@ -144,9 +132,10 @@ class ShureFrames:
         """Every channel property in ALL order; metered ones only when ``metered``."""
         fam = self.family
         props: list[tuple[str, str]] = []
-        name = ("CHAN_NAME", _braced(ch.name, _NAME_WIDTH[fam]))
-        freq = ("FREQUENCY", _num(ch.frequency_khz, _FREQ_DIGITS[fam]))
-        gc = (_GC_NAME[fam], self._group_chan_value(ch))
+        spec = self.spec
+        name = ("CHAN_NAME", _braced(ch.name, spec.name_width))
+        freq = ("FREQUENCY", _num(ch.frequency_khz, spec.frequency_digits))
+        gc = (spec.group_channel_prop, self._group_chan_value(ch))
         rate = ("METER_RATE", _num(ch.meter_rate, 5))
         on = ch.tx_on
         lion = ch.battery_type == "LION"

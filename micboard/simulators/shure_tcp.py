@@ -21,14 +21,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from micboard.drivers.shure_models import AXIENT, shure_model
+from micboard.drivers.shure_spec import AXIENT, SET_CHARS, family_spec, shure_model
 from micboard.simulators.engine import ChannelState, SimulatedDevice, SimulatorBindError, SimulatorError
 from micboard.simulators.rig import RigDevice
-from micboard.simulators.shure_commands import _ALLOWED_SET_CHARS, _DEVICE_SETTABLE, ShureCommands
+from micboard.simulators.shure_commands import ShureCommands
 from micboard.simulators.shure_frames import (
     _AUDIO_FLOOR,
-    _DEFAULT_TX,
-    _NAME_WIDTH,
     UNKNOWN_GROUP_CHANNEL,
     ShureChannel,
     ShureFrames,
@@ -105,19 +103,20 @@ class SimulatedShureDevice(ShureCommands, ShureFrames, SimulatedDevice):
         **options: Any,
     ) -> None:
         self.model = shure_model(rig.model)
+        self.spec = family_spec(self.model.family)
         super().__init__(
             rig,
             channels=self.model.channels,
             family=self.model.family,
-            default_tx=_DEFAULT_TX.get(self.model.family),
+            default_tx=self.spec.tx_models[0] if self.spec.tx_models else None,
             is_iem=self.model.is_iem,
             **options,
         )
-        self.line_ending = line_ending if line_ending is not None else ("\r\n" if self.model.is_iem else "")
+        self.line_ending = line_ending if line_ending is not None else self.spec.line_ending
         self.flash_seconds = flash_seconds
         self.queue_limit = queue_limit
-        self.name_width = _NAME_WIDTH[self.family]
-        self.name_chars = _ALLOWED_SET_CHARS
+        self.name_width = self.spec.name_width
+        self.name_chars = SET_CHARS
         self.audio_floor = _AUDIO_FLOOR[self.family]
         self._net_rng = random.Random(self._dseed ^ 0x5BD1E995)
         # Fault injection: (channel, property) -> raw value sent instead of the real one (channel 0: device).
@@ -129,7 +128,7 @@ class SimulatedShureDevice(ShureCommands, ShureFrames, SimulatedDevice):
         self._last_tx_on: dict[int, bool] = {}
         self._channel_props = {key.split()[0] for key, _ in self._render_channel(self.channels[0], True)}
         self._device_props = {key for key, _ in self._render_device()}
-        self._device_props.update(_DEVICE_SETTABLE[self.family])
+        self._device_props.update(self.spec.device_settable)
 
     # ------------------------------------------------------------ engine hooks
 
