@@ -1,8 +1,9 @@
 """``python manage.py simulate``: run the demo rig's simulated receivers (each family's, see make_device).
 
-One simulated device per ``DEMO_RIG`` entry, each on its own address (127.0.0.x:2202 on Linux,
-127.0.0.1:22xx elsewhere, see ``RigDevice.host``/``.port``), plus a JSON-lines control server that
-``python manage.py simctl`` talks to. Runs until SIGINT/SIGTERM.
+One simulated device per ``DEMO_RIG`` entry, each on its own address (127.0.0.x on its protocol's port on
+Linux, 127.0.0.1 with a port per octet elsewhere, see ``RigDevice.host``/``.port``; the System API devices
+share one HTTPS server), plus a JSON-lines control server that ``python manage.py simctl`` talks to. Runs
+until SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
