@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import ssl
 import time
 
 import httpx
 import pytest
+from django.core.management import call_command
 
 from micboard.drivers import system_api_spec as spec
 from micboard.drivers.base import RUNTIME_CALCULATING
@@ -577,3 +579,13 @@ def test_a_device_list_that_pages_in_a_circle_ends():
     error, paths = asyncio.run(scenario())
     assert isinstance(error, DriverConfigurationError) and "does not list device dev-1" in str(error)
     assert paths == ["/api/v1/devices", "/api/v1/devices?after=again"]
+
+
+def test_simctl_reaches_the_system_api_actions():
+    device = SimulatedSystemApiDevice(RIG["ad4d"], host="127.0.0.1", port=0, dynamics=False)
+    with SimulatorThread([device], control_port=0) as control:
+        port = control.control_address[1]
+        call_command("simctl", "audio-mute", "ad4d", "1", "on", control_port=port, stdout=io.StringIO())
+        call_command("simctl", "list-shape", "ad4d", "items", control_port=port, stdout=io.StringIO())
+        snapshot = control.snapshot("ad4d")
+    assert snapshot["channels"][0]["audio_muted"] is True and snapshot["list_shape"] == "items"

@@ -9,6 +9,7 @@ Examples::
     simctl power-off ad             simctl power-on ad
     simctl peak ulxd 1              simctl tx-mute ulxd 1 on
     simctl snapshot ulxd
+    simctl list-shape keynote array  (relay / array / items: how the System API server lists its devices)
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "peak": ("peak", ("channel",)),
     "tx-mute": ("tx_mute", ("channel", "on")),
     "rf-loss": ("rf_loss", ("channel", "on")),
+    # System API devices only: a receiver channel's mute, and the shape of the server's device list.
+    "audio-mute": ("audio_mute", ("channel", "on")),
+    "list-shape": ("list_shape", ("shape",)),
 }
 
 
