@@ -129,6 +129,7 @@ def test_node_identity_reads_the_documented_fields_and_cleans_device_strings():
         ("P", None),
         ("853", None),
         ("P1Y", None),
+        ("PT" + "9" * 100 + "M", None),
         (None, None),
         (853, None),
     ],

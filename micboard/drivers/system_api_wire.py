@@ -83,7 +83,7 @@ def iso_duration_minutes(value: Any) -> int | None:
     Tolerant [U: only ``PTnM`` has been seen]: days, hours, minutes and seconds in any combination,
     decimal fractions (``PT1.5H``), lower case. Years, months and weeks are refused (no battery lasts them).
     """
-    if not isinstance(value, str):
+    if not isinstance(value, str) or len(value) > 64:
         return None
     text = value.strip().upper()
     match = _DURATION_RE.fullmatch(text)
