@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 from micboard.drivers.base import ChannelReading, ReceiverReading, audio_percent_from_dbfs, rf_percent_from_dbm
@@ -124,3 +125,31 @@ def wait_for(predicate, timeout: float, what: str, step: float = 0.02):
             return value
         time.sleep(step)
     raise AssertionError(f"did not {what} within {timeout} s")
+
+
+class Driven:
+    """A holder driven from a thread until stopped (``stop(close=False)`` leaves it as a hung consumer would)."""
+
+    def __init__(self, owner: str | None = None):
+        from tasks.links import LinkHolder
+
+        self.holder = LinkHolder(owner=owner)
+        self.halt = threading.Event()
+        assert self.holder.begin()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        from django.db import connection
+
+        try:
+            self.holder.drive(seconds=600, stop=self.halt)
+        finally:
+            self.holder.end()
+            connection.close()
+
+    def stop(self, *, close: bool = True):
+        self.halt.set()
+        self.thread.join(10)
+        if close:
+            self.holder.close()

@@ -76,3 +76,28 @@ def test_generated_secret_key_is_kept_out_of_the_repository(tmp_path):
     # The default data directory (var/) is ignored by git, so a generated key is never committed.
     ignored = subprocess.run(["git", "check-ignore", "-q", "var/secret_key"], cwd=settings.BASE_DIR, check=False)
     assert ignored.returncode == 0
+
+
+def _settings_of(env_extra: dict[str, str], code: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_VERSION"} | env_extra
+    return subprocess.run(
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), "shell", "-c", code],
+        capture_output=True, text=True, timeout=60, env=env, check=False,
+    )  # fmt: skip
+
+
+def test_peak_levels_per_family_come_from_the_environment_and_reach_the_driver(settings, db):
+    from micboard.services.devices import PollTarget
+    from tests.factories import make_receiver
+
+    show = "from django.conf import settings; print(settings.MICBOARD_PEAK_DBFS)"
+    done = _settings_of({"MICBOARD_PEAK_DBFS": "ulxd=-10, QLXD=-9.5"}, show)
+    assert done.stdout.strip().splitlines()[-1] == "{'ulxd': -10.0, 'qlxd': -9.5}"
+    bad = _settings_of({"MICBOARD_PEAK_DBFS": "ulxd:-10"}, "pass")
+    assert bad.returncode != 0 and "MICBOARD_PEAK_DBFS: 'ulxd:-10' is not family=level" in bad.stderr
+
+    settings.MICBOARD_PEAK_DBFS = {"ulxd": -10.0}
+    ulx = make_receiver(name="ULX", model="ULXD4Q", host="127.0.0.1", port=2202)
+    ad = make_receiver(name="AD", model="AD4Q", host="127.0.0.2", port=2202)
+    assert dict(PollTarget.of(ulx).options)["peak_dbfs"] == "-10.0"
+    assert "peak_dbfs" not in dict(PollTarget.of(ad).options), "a family without a setting keeps its own level"

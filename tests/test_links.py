@@ -6,7 +6,6 @@ that a change arrived by push (no new connection) and that a receiver is never c
 """
 
 import itertools
-import threading
 import time
 
 import pytest
@@ -15,36 +14,10 @@ from micboard import coordination
 from micboard.models import LINK_POLL, Channel, Receiver
 from micboard.services.health import ConnectionHealthService
 from micboard.status import ChannelStatus as S
-from tasks.links import LEASE_PREFIX, LinkHolder
-from tests.factories import receivers_for, start_simulator, use_fast_polls, wait_for
+from tasks.links import LEASE_PREFIX
+from tests.factories import Driven, receivers_for, start_simulator, use_fast_polls, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-class Driven:
-    """A holder driven from a thread until stopped (``stop(close=False)`` leaves it as a hung consumer would)."""
-
-    def __init__(self, owner: str | None = None):
-        self.holder = LinkHolder(owner=owner)
-        self.halt = threading.Event()
-        assert self.holder.begin()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        from django.db import connection
-
-        try:
-            self.holder.drive(seconds=600, stop=self.halt)
-        finally:
-            self.holder.end()
-            connection.close()
-
-    def stop(self, *, close: bool = True):
-        self.halt.set()
-        self.thread.join(10)
-        if close:
-            self.holder.close()
 
 
 @pytest.fixture

@@ -167,7 +167,7 @@ def test_poll_reassembles_split_writes_and_reads_every_channel():
     assert lead.battery_runtime_min == 312
     assert lead.antennas == "AI"
     assert lead.rf_dbm == -36.0
-    assert lead.audio_dbfs == -38.0
+    assert lead.audio_dbfs == -19.0  # eee 031 - 50
     assert lead.metered is True
     assert guitar.name == "Guitar"
     assert guitar.tx_present is False

@@ -13,9 +13,10 @@ from micboard.drivers.shure_wire import (
     ShureState,
     parse_message,
     parse_sample,
+    peak_threshold,
     psm_level_percent,
 )
-from micboard.exceptions import ProtocolError
+from micboard.exceptions import DriverError, ProtocolError
 
 
 def read(family: str, channels: int, *frames: str):
@@ -309,8 +310,8 @@ def test_ulxd_sample():
     assert ch.antennas == "AI"
     assert ch.rf_dbm == -36.0  # 92 - 128
     assert ch.rf_percent == 100
-    assert ch.audio_dbfs == -38.0  # 2 * 31 - 100
-    assert ch.audio_percent == 62  # micboard shows 2 * eee
+    assert ch.audio_dbfs == -19.0  # Companion's eee - 50
+    assert ch.audio_percent == 62  # the meter still shows 2 * eee
     assert ch.audio_peak is False
     assert ch.quality is None
     assert ch.metered is True
@@ -334,13 +335,40 @@ def test_ulxd_sample_no_antenna_still_reports_rf():
     assert ch.antennas == "XX"
     assert ch.rf_dbm == -108.0
     assert ch.rf_percent == 0
-    assert ch.audio_dbfs == -100.0
+    assert ch.audio_dbfs == -50.0
     assert ch.audio_percent == 0  # silence reads as an empty meter
 
 
-@pytest.mark.parametrize(("eee", "peak"), [("048", False), ("049", True), ("050", True)])
+@pytest.mark.parametrize(("eee", "peak"), [("047", False), ("048", True), ("050", True)])
 def test_ulxd_peak_from_two_db_below_full_scale(eee, peak):
     assert channel(ULXD, f"< SAMPLE 1 ALL AX 090 {eee} >").audio_peak is peak
+
+
+def test_ulxd_audio_above_the_documented_range_reads_as_full_scale():
+    ch = channel(ULXD, "< SAMPLE 1 ALL XB 035 098 >")  # micboard's docs example, outside 000-050
+    assert (ch.audio_dbfs, ch.audio_percent, ch.audio_peak) == (0.0, 100, True)
+
+
+@pytest.mark.parametrize(
+    ("family", "frame"),
+    [(ULXD, "< SAMPLE 1 ALL AX 090 045 >"), (SLXD, "< SAMPLE 1 ALL 115 100 090 >")],
+)
+def test_the_peak_threshold_is_a_per_family_setting(family, frame):
+    """-5 dBFS: no peak at the default -2 dBFS, a peak once the crew sets the threshold to -6 dBFS."""
+    state = ShureState(family, 1)
+    state.apply(parse_message(frame))
+    assert state.reading().channels[1].audio_peak is False
+    strict = ShureState(family, 1, peak_dbfs=peak_threshold(family, {"peak_dbfs": "-6"}))
+    strict.apply(parse_message(frame))
+    assert strict.reading().channels[1].audio_peak is True
+
+
+@pytest.mark.parametrize("bad", ["loud", "3", "-90", "nan"])
+def test_a_peak_threshold_that_is_not_a_level_is_refused_with_a_clear_error(bad):
+    with pytest.raises(DriverError, match="peak_dbfs must be a level in dBFS"):
+        peak_threshold(ULXD, {"peak_dbfs": bad})
+    assert peak_threshold(ULXD, {}) == -2.0
+    assert peak_threshold(AXIENT, None) == -2.0
 
 
 @pytest.mark.parametrize(
@@ -436,7 +464,7 @@ def test_qlxd_sample_and_names():
     assert ch.name == "Lectern"
     assert ch.antennas == "IA"
     assert ch.rf_dbm == -58.0
-    assert ch.audio_dbfs == -10.0
+    assert ch.audio_dbfs == -5.0
     assert ch.audio_percent == 90
 
 

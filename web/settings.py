@@ -45,6 +45,18 @@ def env_bool(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def env_levels(name: str) -> dict[str, float]:
+    """``"ulxd=-10,axient=-3"`` -> {"ulxd": -10.0, "axient": -3.0}; a malformed entry stops the start-up."""
+    levels: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in os.environ.get(name, "").split(","))):
+        family, _, value = item.partition("=")
+        try:
+            levels[family.strip().lower()] = float(value)
+        except ValueError:
+            raise ConfigurationError(f"{name}: {item!r} is not family=level (e.g. ulxd=-10)") from None
+    return levels
+
+
 def env_float(name: str, default: float, *, minimum: float) -> float:
     raw = os.environ.get(name, "")
     try:
@@ -362,6 +374,10 @@ MICBOARD_BATTERY_REPLACE_BARS = int(env_float("MICBOARD_BATTERY_REPLACE_BARS", 3
 # How long a switched-off pack keeps its last battery (PREV_* states), and a peak stays shown.
 MICBOARD_PREVIOUS_WINDOW = env_float("MICBOARD_PREVIOUS_WINDOW", 30 * 60, minimum=0)
 MICBOARD_PEAK_WINDOW = env_float("MICBOARD_PEAK_WINDOW", 10, minimum=0)
+# The level at which a channel shows a peak, per family, in dBFS (default -2, protocols.md §6), e.g.
+# "ulxd=-10,qlxd=-10" brings back the original micboard's ULX-D/QLX-D peak (eee >= 40). Family names: see
+# the "Supported families" table in the README.
+MICBOARD_PEAK_DBFS = env_levels("MICBOARD_PEAK_DBFS")
 # Shure System API servers: a CA file (PEM) to verify their certificates with. A receiver may instead pin its
 # server's certificate (SHA-256 fingerprint in its settings). TLS is never verified "off".
 MICBOARD_SYSTEM_API_CA_FILE = os.environ.get("MICBOARD_SYSTEM_API_CA_FILE", "")

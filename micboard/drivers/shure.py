@@ -55,6 +55,7 @@ from micboard.drivers.shure_wire import (
     Message,
     ShureState,
     parse_message,
+    peak_threshold,
     wire_int,
 )
 from micboard.exceptions import (
@@ -106,10 +107,10 @@ class _Session(asyncio.Protocol):
     raises the reset and drops what it had buffered).
     """
 
-    def __init__(self, family: str, channels: int, rate: int) -> None:
+    def __init__(self, family: str, channels: int, rate: int, peak_dbfs: float) -> None:
         self.rate = rate
         self.expected = frozenset(range(1, channels + 1))
-        self.state = ShureState(family, channels)
+        self.state = ShureState(family, channels, peak_dbfs=peak_dbfs)
         self.frames = FrameBuffer()
         self.bytes_in = 0
         self.valid = 0
@@ -315,7 +316,8 @@ async def poll(
     family's safe minimum (0 switches metering off; the poll then ends at the first ``METER_RATE 00000``
     echo, which may be the one inside the ALL reply, so use 0 only for quick identification).
     ``latency_ms`` of the reading is the time from starting to connect to the first byte received.
-    ``options`` are ignored: command strings carry no credentials.
+    ``options``: only ``peak_dbfs`` is read (the level at which a channel shows a peak; default the family's,
+    -2 dBFS); command strings carry no credentials.
 
     Raises:
         AddressResolutionError: ``host`` is a name that did not resolve within ``timeout``.
@@ -323,6 +325,7 @@ async def poll(
         DeviceSilentError: connected, but the device sent nothing before the deadline.
         ProtocolError: unsupported model, nothing valid received, or the connection dropped before the
             reply to ``GET 0 ALL`` was complete.
+        DriverError: ``options["peak_dbfs"]`` is not a level in dBFS.
     """
     try:
         spec = shure_model(model)
@@ -334,7 +337,7 @@ async def poll(
     started = loop.time()
     deadline = started + timeout
 
-    session = _Session(spec.family, spec.channels, rate)
+    session = _Session(spec.family, spec.channels, rate, peak_threshold(spec.family, options))
     await _connect(host, port, timeout, deadline, session)
     try:
         session.send("GET 0 ALL")
@@ -393,6 +396,7 @@ class ShureLink:
         self.where = f"{host}:{port}"
         self.family, self.channels = spec.family, spec.channels
         self.rate = min(clamp_meter_rate(spec.family, meter_rate_ms), _MAX_METER_RATE)
+        self.peak_dbfs = peak_threshold(spec.family, options)
         self.silence_seconds = max(silence_seconds, PROBE_AFTER_SECONDS + 0.5)
         self.session: _Session | None = None
         self.latency_ms: float | None = None
@@ -423,7 +427,7 @@ class ShureLink:
         started = loop.time()
         deadline = started + self.timeout
         self.ready = False
-        session = self.session = _Session(self.family, self.channels, self.rate)
+        session = self.session = _Session(self.family, self.channels, self.rate, self.peak_dbfs)
         await _connect(self.host, self.port, self.timeout, deadline, session)
         try:
             session.send("GET 0 ALL")

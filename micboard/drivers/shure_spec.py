@@ -265,15 +265,22 @@ SPECS: dict[str, ShureFamily] = {
 # Per-index properties: name -> how many sub-indexes (antenna 1-4, slot 1-8) (§1.3).
 SUBINDEXED = {"RSSI": 4, "RSSI_LED_BITMAP": 4, "SLOT_STATUS": 8}
 
-# RF bands (§1.5 RF_BAND): band -> (low kHz, high kHz); a group/channel maps to a frequency inside its band.
+# RF bands (§1.5 RF_BAND): band -> (low kHz, high kHz). Edges are approximate, from product literature, and
+# not part of the command strings [U]; the simulator keeps a group/channel's frequency inside its band.
 BANDS: dict[str, tuple[int, int]] = {
-    "G50": (470_125, 534_000),
-    "G55": (470_000, 636_000),
-    "G57": (470_000, 616_000),
+    "G50": (470_125, 534_000),  # ULX-D, QLX-D
     "H50": (534_000, 598_000),
     "J50": (572_000, 636_000),
     "L50": (632_000, 696_000),
     "P51": (710_000, 782_000),
+    "G58": (470_000, 514_000),  # SLX-D
+    "H55": (514_000, 558_000),
+    "J52": (558_000, 616_000),
+    "G57": (470_000, 616_000),  # Axient Digital
+    "G10": (470_000, 542_000),  # PSM1000
+    "H22": (518_000, 584_000),
+    "J8": (554_000, 626_000),
+    "L8": (626_000, 698_000),
 }
 
 

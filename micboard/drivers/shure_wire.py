@@ -15,8 +15,9 @@ Three layers, each usable on its own (see protocols.md §1 and §6):
 from __future__ import annotations
 
 import contextlib
+import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,20 +30,19 @@ from micboard.drivers.base import (
     RUNTIME_WARNING,
     ChannelReading,
     ReceiverReading,
-    audio_percent_from_dbfs,
     rf_percent_from_dbm,
 )
 from micboard.drivers.shure_spec import (
     AXIENT,
     FAMILIES,
-    PEAK_DBFS,
     PSM1000,
     QLXD,
     SLXD,
     SPECS,
     ULXD,
 )
-from micboard.exceptions import ProtocolError
+from micboard.drivers.shure_spec import audio_percent as family_audio_percent
+from micboard.exceptions import DriverError, ProtocolError
 
 __all__ = [
     "MAX_FRAME",
@@ -52,6 +52,7 @@ __all__ = [
     "ShureState",
     "parse_message",
     "parse_sample",
+    "peak_threshold",
     "psm_level_percent",
     "wire_int",
 ]
@@ -472,12 +473,12 @@ class SampleValues:
 
 def _sample_ulx(tokens: tuple[str, ...]) -> SampleValues:
     # < SAMPLE 1 ALL AX 092 031 >: antenna, RF aaa (dBm = aaa - 128), audio eee 000-050 with no documented
-    # unit [U]. We read eee as 2 dB steps below full scale (dBFS = 2*eee - 100): silence (000) then shows an
-    # empty meter and 100 + dBFS equals micboard's display of 2*eee, where Companion's eee - 50 would show a
-    # silent channel half full.
+    # unit [U]. We follow the one outside reading, Companion's dBFS = eee - 50 (protocols.md §1.6, §6); the
+    # meter still runs from empty at silence (eee 000) to full at eee 050 (the spec's audio_empty_dbfs, -50),
+    # i.e. micboard's 2 % per step. A value above 050 (micboard's docs show 098) is read as full scale.
     if len(tokens) != 3:
         raise ProtocolError(f"ULX/QLX SAMPLE needs 3 fields, got {len(tokens)}")
-    dbfs = float(2 * wire_int(tokens[2]) - 100)
+    dbfs = float(min(wire_int(tokens[2]), 50) - 50)
     return SampleValues(
         rssi_dbm=(float(wire_int(tokens[1]) - 128),),
         audio_dbfs=dbfs,
@@ -563,10 +564,29 @@ def parse_sample(family: str, tokens: tuple[str, ...]) -> SampleValues:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _is_peak(peak_dbfs: float | None, bitmap: int | None) -> bool:
+def _is_peak(peak_dbfs: float | None, bitmap: int | None, threshold: float) -> bool:
     return bool(
-        (peak_dbfs is not None and peak_dbfs >= PEAK_DBFS) or (bitmap is not None and bitmap & _AUDIO_BITMAP_PEAK)
+        (peak_dbfs is not None and peak_dbfs >= threshold) or (bitmap is not None and bitmap & _AUDIO_BITMAP_PEAK)
     )
+
+
+def peak_threshold(family: str, options: Mapping[str, str] | None) -> float:
+    """The dBFS at which a channel shows a peak: ``options["peak_dbfs"]`` (the lead's per-family setting) or the
+    family's default from the spec (-2 dBFS, protocols.md §6).
+
+    Raises:
+        DriverError: the option is not a number of dBFS between -60 and 0.
+    """
+    raw = (options or {}).get("peak_dbfs")
+    if raw is None or str(raw).strip() == "":
+        return SPECS[family].peak_dbfs
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not -60.0 <= value <= 0.0:  # also refuses NaN
+        raise DriverError(f"peak_dbfs must be a level in dBFS between -60 and 0 (e.g. -2), got {raw!r}")
+    return value
 
 
 @dataclass(slots=True)
@@ -586,10 +606,11 @@ class ShureState:
     reading needs).
     """
 
-    def __init__(self, family: str, channels: int) -> None:
+    def __init__(self, family: str, channels: int, *, peak_dbfs: float | None = None) -> None:
         if family not in FAMILIES:
             raise ProtocolError(f"unknown Shure family {family!r}")
         self.family = family
+        self.peak_dbfs = SPECS[family].peak_dbfs if peak_dbfs is None else peak_dbfs
         self.channel_count = channels
         self.device: dict[str, str | None] = {}
         self.error_replies = 0
@@ -647,7 +668,7 @@ class ShureState:
         if self.family == AXIENT:  # the only layout with a quality field; 255 there means unknown
             facts.values["quality"] = sample.quality
         facts.metered = True
-        facts.peaked = facts.peaked or _is_peak(sample.audio_peak_dbfs, sample.audio_bitmap)
+        facts.peaked = facts.peaked or _is_peak(sample.audio_peak_dbfs, sample.audio_bitmap, self.peak_dbfs)
 
     def reading(self) -> ReceiverReading:
         """A fresh :class:`ReceiverReading` of everything applied so far.
@@ -678,7 +699,7 @@ class ShureState:
             rf_antenna_percents = tuple(rf_percent_from_dbm(antennas_dbm[a]) for a in sorted(antennas_dbm))
         audio_dbfs = values.get("audio_dbfs")
         if audio_dbfs is not None:
-            audio_percent = audio_percent_from_dbfs(audio_dbfs)
+            audio_percent = family_audio_percent(self.family, audio_dbfs)
         else:
             levels = [values[k] for k in ("level_l", "level_r") if values.get(k) is not None]
             audio_percent = max(levels) if levels else None
@@ -708,7 +729,7 @@ class ShureState:
             antennas=values.get("antennas"),
             audio_dbfs=audio_dbfs,
             audio_percent=audio_percent,
-            audio_peak=facts.peaked or _is_peak(peak_dbfs, bitmap),
+            audio_peak=facts.peaked or _is_peak(peak_dbfs, bitmap, self.peak_dbfs),
             quality=values.get("quality"),
             metered=facts.metered,
         )

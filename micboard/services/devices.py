@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -90,6 +91,10 @@ class PollTarget:
             "tls_fingerprint": receiver.tls_fingerprint,
             "ca_file": settings.MICBOARD_SYSTEM_API_CA_FILE,
         }
+        with contextlib.suppress(KeyError):  # an unknown model fails in the driver, with its own message
+            peak = settings.MICBOARD_PEAK_DBFS.get(receiver.catalog_entry.family)
+            if peak is not None:
+                options["peak_dbfs"] = str(peak)
         return cls(
             receiver.pk,
             receiver.driver,

@@ -428,7 +428,7 @@ class SimulatedDevice(abc.ABC):
         antennas = range(self.antennas)
         if not ch.tx_on:
             if self.dynamics:
-                rssi = [-110.0 + 5.0 * self._h(n, 60 + a, int(t * 2)) for a in antennas]
+                rssi = [-110.0 + 5.0 * self._h(n, (60 if a < 2 else 80) + a, int(t * 2)) for a in antennas]
                 rms = self._idle_rms(ch, t)
             else:
                 rssi, rms = [-109.0 + (a % 2) for a in antennas], floor_rms
@@ -642,6 +642,8 @@ class SimulatedDevice(abc.ABC):
         self._on_fault(old, kind)
         if self._running:
             await self._sync_listener()
+            if kind == "refuse":  # a unit that refuses connections resets the open ones too
+                await self._disconnect_all()
 
     async def power_off(self) -> None:
         """A dead receiver: listener and every connection closed, metering stopped."""

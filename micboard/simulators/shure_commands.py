@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from micboard.drivers.shure_spec import SET_CHARS, SUBINDEXED
+from micboard.drivers.shure_spec import BANDS, SET_CHARS, SUBINDEXED
 from micboard.simulators.engine import clamp
 from micboard.simulators.shure_frames import UNKNOWN_GROUP_CHANNEL, ShureChannel, _digits
 
@@ -207,8 +207,9 @@ class ShureCommands:
             if len(args) != 1 or not _digits(args[0]) or len(args[0]) not in (6, 7):
                 raise _CommandError
             khz = int(args[0])
-            if not 470000 <= khz <= 960000 or khz % 25:
-                raise _CommandError
+            low, high = BANDS[self.band]
+            if not low <= khz <= high or khz % 25:
+                raise _CommandError  # off the 25 kHz raster or outside the unit's band
 
             def set_freq(ch: ShureChannel) -> tuple[bool, list[str]]:
                 changed = ch.frequency_khz != khz or ch.group_chan != UNKNOWN_GROUP_CHANNEL
@@ -227,7 +228,7 @@ class ShureCommands:
             group, chan = int(parts[0]), int(parts[1])
             if not (1 <= group <= 99 and 1 <= chan <= 999):
                 raise _CommandError
-            khz = 470000 + ((group * 1000 + chan) * 25) % 490000  # synthetic group/channel plan
+            khz = self._band_frequency(group, chan)
 
             def set_gc(ch: ShureChannel) -> tuple[bool, list[str]]:
                 value = f"{group},{chan}"

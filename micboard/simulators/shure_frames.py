@@ -10,14 +10,35 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from micboard.drivers.shure_spec import AXIENT, NO_GROUP_CHANNEL, PSM1000, QLXD, SLXD, ULXD
+from micboard.drivers.shure_spec import (
+    AXIENT,
+    BANDS,
+    GAUGE_UNKNOWN,
+    NO_GROUP_CHANNEL,
+    PSM1000,
+    QLXD,
+    RUNTIME_CALCULATING,
+    RUNTIME_UNKNOWN,
+    SLXD,
+    ULXD,
+)
 from micboard.simulators.engine import ChannelState, Meter, clamp
 
 UNKNOWN_GROUP_CHANNEL = NO_GROUP_CHANNEL
 
 # What one simulated unit reports beyond the spec: firmware and RF band of the rack we pretend to be.
 _FW_VER = {ULXD: "2.7.6.0", QLXD: "2.6.10.0", SLXD: "2.0.15.2", AXIENT: "2.1.42.0"}
-_RF_BAND = {SLXD: "G55", AXIENT: "G57"}
+# Bands a unit of the family may have: the first that holds every rig frequency is the simulated one (SLX-D
+# and AD report it as RF_BAND).
+_BAND_CHOICES = {
+    ULXD: ("G50", "H50", "J50", "L50", "P51"),
+    QLXD: ("G50", "H50", "J50", "L50", "P51"),
+    SLXD: ("G58", "H55", "J52"),
+    AXIENT: ("G57",),
+    PSM1000: ("G10", "H22", "J8", "L8"),
+}
+GROUP_CHANNEL_SPACING_KHZ = 400  # synthetic group/channel plan: channels of a group 400 kHz apart
+AD_MODES = ("standard", "quadversity", "fd-c")
 
 # Audio floors (dBFS) with no transmitter / muted transmitter (protocols.md §7.2).
 _AUDIO_FLOOR = {
@@ -59,6 +80,10 @@ def _bits(level: float, thresholds: tuple[float, ...]) -> int:
 class ShureChannel(ChannelState):
     group_chan: str = UNKNOWN_GROUP_CHANNEL
     flash_until: float = 0.0
+    tx_offset_db: int = 0  # the transmitter's offset (ULX 0, 3 .. 21 dB; AD -12 .. +20 dB)
+    bars_pin: int | None = None  # simctl: report these bars whatever the charge (0 bars with minutes left)
+    runtime_pin: int | None = None  # simctl: report this runtime value (minutes, 65533 warning, 65534 calculating)
+    antenna_pin: str | None = None  # simctl: antenna letters as the family writes them (AD B/R/X, ULX AX/XB/XX)
     # PSM1000 only.
     rf_tx_lvl: int = 50
     rf_mute: int = 0
@@ -109,7 +134,7 @@ class ShureFrames:
         props.append((spec.device_id_prop, _braced(self.device_id, spec.device_id_width)))
         props.append(("FW_VER", _braced(_FW_VER[fam], spec.firmware_width)))
         if fam in (SLXD, AXIENT):
-            props.append(("RF_BAND", _braced(_RF_BAND[fam], 8)))
+            props.append(("RF_BAND", _braced(self.band, 8)))
         if fam == ULXD:
             props.append(("ENCRYPTION", "OFF"))
             props.append(("FLASH", flash))
@@ -123,7 +148,7 @@ class ShureFrames:
             props += [
                 ("ENCRYPTION_MODE", "OFF"),
                 ("FLASH", flash),
-                ("QUADVERSITY_MODE", "OFF"),
+                ("QUADVERSITY_MODE", "ON" if self.rf_mode == "quadversity" else "OFF"),
                 ("TRANSMISSION_MODE", "STANDARD"),
             ]
         return self._overridden(0, props)
@@ -139,10 +164,8 @@ class ShureFrames:
         rate = ("METER_RATE", _num(ch.meter_rate, 5))
         on = ch.tx_on
         lion = ch.battery_type == "LION"
-        minutes, calculating = self._runtime(ch)
-        runtime = _num(65534 if calculating else minutes, 5) if on else "65535"
-        bars = _num(self._bars(ch.battery_pct), 3) if on else "255"
-        charge = _num(math.ceil(ch.battery_pct), 3) if on and lion else "255"
+        bars, charge, runtime = self._battery_wire(ch)
+        offset = _num(ch.tx_offset_db + spec.tx_offset_zero, 3) if on else "255"
         flash = "ON" if self._loop is not None and self._now() < ch.flash_until else "OFF"
         if meter is None and metered:
             meter = self._meter(ch)
@@ -153,7 +176,7 @@ class ShureFrames:
             props += [
                 rate,
                 ("TX_TYPE", ch.tx_model if on and ch.tx_model else "UNKN"),
-                ("TX_OFFSET", "000" if on else "255"),
+                ("TX_OFFSET", offset),
                 ("TX_RF_PWR", "NORMAL" if on else "UNKN"),
                 ("TX_MUTE_STATUS", ("ON" if ch.tx_muted else "OFF") if on else "UNKN"),
                 ("TX_PWR_LOCK", "OFF" if on else "UNKN"),
@@ -179,7 +202,7 @@ class ShureFrames:
             props.append(("ENCRYPTION_WARNING", "OFF"))
             if metered and meter is not None:
                 props += [
-                    ("RF_ANTENNA", self._ulx_antenna(meter)),
+                    ("RF_ANTENNA", self._ulx_antenna(meter, ch)),
                     ("RX_RF_LVL", _num(self._ulx_rf(meter), 3)),
                     ("AUDIO_LVL", _num(self._ulx_audio(meter), 3)),
                 ]
@@ -211,7 +234,7 @@ class ShureFrames:
                 ("AUDIO_MUTE", "ON" if ch.audio_mute else "OFF"),
                 rate,
                 ("FLASH", flash),
-                ("FD_MODE", "OFF"),
+                ("FD_MODE", "FD-C" if self.rf_mode == "fd-c" else "OFF"),
                 ("INTERFERENCE_STATUS", "NONE"),
                 ("ENCRYPTION_STATUS", "OK"),
                 ("UNREGISTERED_TX_STATUS", "OK"),
@@ -225,7 +248,7 @@ class ShureFrames:
                 ("TX_BATT_CYCLE_COUNT", _num(ch.cycle_count, 5) if on and lion else "65535"),
                 ("TX_BATT_TEMP_C", "065" if on and lion else "255"),
                 ("TX_BATT_TEMP_F", "117" if on and lion else "255"),
-                ("TX_OFFSET", "012" if on else "255"),
+                ("TX_OFFSET", offset),
                 ("TX_INPUT_PAD", "012" if on else "255"),
                 ("TX_POWER_LEVEL", "010" if on else "255"),
                 ("TX_MUTE_MODE_STATUS", ("MUTE" if ch.tx_muted else "ON") if on else "UNKNOWN"),
@@ -243,7 +266,7 @@ class ShureFrames:
                     ("AUDIO_LEVEL_RMS", _num(self._dbfs120(meter.rms), 3)),
                     ("AUDIO_LED_BITMAP", _num(self._audio_bitmap(meter), 3)),
                     ("CHAN_QUALITY", _num(meter.quality, 3) if meter.quality is not None else "255"),
-                    ("ANTENNA_STATUS", self._ad_antennas(meter)),
+                    ("ANTENNA_STATUS", self._ad_antennas(meter, ch)),
                 ]
                 props += [(f"RSSI {a + 1}", _num(self._dbm120(v), 3)) for a, v in enumerate(meter.rssi)]
                 props += [(f"RSSI_LED_BITMAP {a + 1}", _num(self._rf_bitmap(v), 2)) for a, v in enumerate(meter.rssi)]
@@ -287,22 +310,51 @@ class ShureFrames:
 
     @staticmethod
     def _ulx_audio(meter: Meter) -> int:
-        # eee 000-050 has no documented unit [U]; like the driver we read it as 2 dB steps (dBFS = 2*eee - 100).
+        # eee 000-050 has no documented unit [U]; like the driver we take Companion's reading, dBFS = eee - 50.
         if meter.active is None:
             return 0  # no transmitter: ULX-D/QLX-D report 000 (protocols.md §7.2)
-        return round(clamp((meter.peak + 100.0) / 2, 0, 50))
+        return round(clamp(meter.peak + 50.0, 0, 50))
 
     @staticmethod
-    def _ulx_antenna(meter: Meter) -> str:
+    def _ulx_antenna(meter: Meter, ch: ShureChannel) -> str:
         if meter.active is None:
             return "XX"
+        if ch.antenna_pin is not None:
+            return ch.antenna_pin
         return "AX" if meter.active == 0 else "XB"
 
     @staticmethod
-    def _ad_antennas(meter: Meter) -> str:
+    def _ad_antennas(meter: Meter, ch: ShureChannel) -> str:
         if not meter.tx_on:
             return "X" * len(meter.rssi)
+        if ch.antenna_pin is not None and len(ch.antenna_pin) == len(meter.rssi):
+            return ch.antenna_pin
         return "".join("B" if v >= -95.0 else "X" for v in meter.rssi)
+
+    def _battery_wire(self, ch: ShureChannel) -> tuple[str, str, str]:
+        """(bars, charge %, runtime) as the wire shows them; sentinels with no transmitter (§7.2)."""
+        if not ch.tx_on:
+            return _num(GAUGE_UNKNOWN, 3), _num(GAUGE_UNKNOWN, 3), _num(RUNTIME_UNKNOWN, 5)
+        minutes, calculating = self._runtime(ch)
+        runtime = ch.runtime_pin if ch.runtime_pin is not None else (RUNTIME_CALCULATING if calculating else minutes)
+        bars = ch.bars_pin if ch.bars_pin is not None else self._bars(ch.battery_pct)
+        charge = math.ceil(ch.battery_pct) if ch.battery_type == "LION" else GAUGE_UNKNOWN
+        return _num(bars, 3), _num(charge, 3), _num(runtime, 5)
+
+    def _band_frequency(self, group: int, channel: int) -> int:
+        """The frequency (kHz) of a group/channel in the unit's band: a synthetic plan, every channel in band."""
+        low, high = BANDS[self.band]
+        steps = (high - low) // 25
+        return low + 25 * ((group * 577 + channel * (GROUP_CHANNEL_SPACING_KHZ // 25)) % (steps + 1))
+
+    def _pick_band(self) -> str:
+        choices = _BAND_CHOICES[self.family]
+        wanted = [ch.frequency_khz for ch in self.channels]
+        for band in choices:
+            low, high = BANDS[band]
+            if all(low <= khz <= high for khz in wanted):
+                return band
+        return choices[0]
 
     @staticmethod
     def _audio_bitmap(meter: Meter) -> int:
@@ -323,7 +375,8 @@ class ShureFrames:
         meter = self._meter(ch, consume_clip=True)
         n = ch.number
         if self.family in (ULXD, QLXD):
-            body = f"SAMPLE {n} ALL {self._ulx_antenna(meter)} {self._ulx_rf(meter):03d} {self._ulx_audio(meter):03d}"
+            antenna = self._ulx_antenna(meter, ch)
+            body = f"SAMPLE {n} ALL {antenna} {self._ulx_rf(meter):03d} {self._ulx_audio(meter):03d}"
         elif self.family == SLXD:
             body = (
                 f"SAMPLE {n} ALL {self._dbfs120(meter.peak):03d} {self._dbfs120(meter.rms):03d} "
@@ -331,11 +384,17 @@ class ShureFrames:
             )
         elif self.family == AXIENT:
             quality = f"{meter.quality:03d}" if meter.quality is not None else "255"
+            antennas = self._ad_antennas(meter, ch)
             rf = " ".join(f"{self._rf_bitmap(v):02d} {self._dbm120(v):03d}" for v in meter.rssi)
             body = (
                 f"SAMPLE {n} ALL {quality} {self._audio_bitmap(meter):03d} {self._dbfs120(meter.peak):03d} "
-                f"{self._dbfs120(meter.rms):03d} {self._ad_antennas(meter)} {rf}"
+                f"{self._dbfs120(meter.rms):03d} {antennas} {rf}"
             )
+            if self.rf_mode == "fd-c":  # the second carrier's RF section, same antennas (protocols.md §1.8)
+                tick = int(self._elapsed() * 4)
+                second = [v - 1.0 - 4.0 * self._h(n, 70 + a, tick) for a, v in enumerate(meter.rssi)]
+                rf2 = " ".join(f"{self._rf_bitmap(v):02d} {self._dbm120(v):03d}" for v in second)
+                body += f" {antennas} {rf2}"
         else:
             return [
                 self._rep_channel(n, "AUDIO_IN_LVL_L", str(self._psm_linear(meter.left))),

@@ -21,12 +21,20 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from micboard.drivers.shure_spec import AXIENT, SET_CHARS, family_spec, shure_model
+from micboard.drivers.shure_spec import (
+    AXIENT,
+    RUNTIME_CALCULATING,
+    RUNTIME_WARNING,
+    SET_CHARS,
+    family_spec,
+    shure_model,
+)
 from micboard.simulators.engine import ChannelState, SimulatedDevice, SimulatorBindError, SimulatorError
 from micboard.simulators.rig import RigDevice
-from micboard.simulators.shure_commands import ShureCommands
+from micboard.simulators.shure_commands import ShureCommands, _CommandError
 from micboard.simulators.shure_frames import (
     _AUDIO_FLOOR,
+    AD_MODES,
     UNKNOWN_GROUP_CHANNEL,
     ShureChannel,
     ShureFrames,
@@ -90,6 +98,13 @@ class SimulatedShureDevice(ShureCommands, ShureFrames, SimulatedDevice):
     mute_faults: ClassVar[tuple[str, ...]] = ("silent", "third_party_disabled", "stop_answering")
     actions: ClassVar[dict[str, tuple[tuple[str, ...], frozenset[str]]]] = {
         "override": (("prop", "value"), frozenset({"channel"})),
+        "set_tx_offset": (("channel", "db"), frozenset()),
+        "set_bars": (("channel", "bars"), frozenset()),
+        "set_runtime": (("channel", "runtime"), frozenset()),
+        "set_group_channel": (("channel", "group_channel"), frozenset()),
+        "set_frequency": (("channel", "khz"), frozenset()),
+        "set_antennas": (("channel", "status"), frozenset()),
+        "set_rf_mode": (("mode",), frozenset()),
     }
     channel_class: ClassVar[type[ChannelState]] = ShureChannel
 
@@ -119,6 +134,8 @@ class SimulatedShureDevice(ShureCommands, ShureFrames, SimulatedDevice):
         self.name_chars = SET_CHARS
         self.audio_floor = _AUDIO_FLOOR[self.family]
         self._net_rng = random.Random(self._dseed ^ 0x5BD1E995)
+        self.band = self._pick_band()
+        self.rf_mode = "standard"  # AD: standard / quadversity (4 antennas) / fd-c (two carriers)
         # Fault injection: (channel, property) -> raw value sent instead of the real one (channel 0: device).
         self.overrides: dict[tuple[int, str], str] = {}
         self.stats.update(writes=0, coalesced_writes=0, split_writes=0, garbage_writes=0, dropped_clients=0)
@@ -370,12 +387,136 @@ class SimulatedShureDevice(ShureCommands, ShureFrames, SimulatedDevice):
             self.overrides[(channel, prop)] = value
         self._publish_changes()
 
+    async def set_tx_offset(self, channel: int, db: int) -> None:
+        """The transmitter's offset in dB (ULX-D/QLX-D 0, 3 .. 21; AD -12 .. +20), reported as TX_OFFSET."""
+        ch = self._mic_channel(channel)
+        spec = self.spec
+        allowed = [raw - spec.tx_offset_zero for raw in spec.tx_offset_values]
+        if not allowed:
+            raise SimulatorError(f"{self.key} ({self.rig.model}) reports no TX offset")
+        value = _whole(db, "db")
+        if value not in allowed:
+            raise SimulatorError(f"{self.rig.model} TX offsets are {_ranges(allowed)} dB, not {db!r}")
+        ch.tx_offset_db = value
+        self._publish_changes()
+
+    async def set_bars(self, channel: int, bars: int | str | None) -> None:
+        """Report these battery bars (0-5) whatever the charge, e.g. 0 bars with minutes left; "auto" undoes it."""
+        ch = self._mic_channel(channel)
+        if _is_auto(bars):
+            ch.bars_pin = None
+        else:
+            value = _whole(bars, "bars")
+            if not 0 <= value <= 5:
+                raise SimulatorError(f"bars must be 0-5 or auto, got {bars!r}")
+            ch.bars_pin = value
+        self._publish_changes()
+
+    async def set_runtime(self, channel: int, runtime: int | str | None) -> None:
+        """Report this runtime: minutes 0-65532, "warning" (65533), "calculating" (65534) or "auto"."""
+        ch = self._mic_channel(channel)
+        if _is_auto(runtime):
+            ch.runtime_pin = None
+        elif isinstance(runtime, str) and runtime.strip().lower() in _RUNTIME_WORDS:
+            ch.runtime_pin = _RUNTIME_WORDS[runtime.strip().lower()]
+        else:
+            value = _whole(runtime, "runtime")
+            if not 0 <= value <= RUNTIME_CALCULATING:
+                raise SimulatorError(f"runtime must be 0-65532 minutes, warning, calculating or auto, got {runtime!r}")
+            ch.runtime_pin = value
+        self._publish_changes()
+
+    async def set_group_channel(self, channel: int, group_channel: str) -> None:
+        """Tune a channel to a group/channel "on the front panel": its frequency follows from the unit's band."""
+        self._front_panel(channel, self.spec.group_channel_prop, str(group_channel), "group,channel such as 1,5")
+
+    async def set_frequency(self, channel: int, khz: int) -> None:
+        """Tune a channel to a frequency (kHz, 25 kHz raster, inside the unit's band); group/channel becomes --,--."""
+        self._front_panel(channel, "FREQUENCY", str(_whole(khz, "khz")), f"a frequency in band {self.band} (kHz)")
+
+    async def set_antennas(self, channel: int, status: str | None) -> None:
+        """Pin the antenna letters while the pack is on: AD one of B (blue), R (red), X per antenna; ULX-D/QLX-D
+        AX, XB or XX; "auto" undoes it."""
+        ch = self._mic_channel(channel)
+        if _is_auto(status):
+            ch.antenna_pin = None
+        else:
+            letters = str(status).strip().upper()
+            if self.family == AXIENT:
+                ok = len(letters) == self.antennas and set(letters) <= set("BRX")
+                shape = f"{self.antennas} letters of B, R, X"
+            elif self.spec.sample_layout == "ulx":
+                ok, shape = letters in ("AX", "XB", "XX"), "AX, XB or XX"
+            else:
+                raise SimulatorError(f"{self.key} ({self.rig.model}) reports no antenna status")
+            if not ok:
+                raise SimulatorError(f"antennas must be {shape} (or auto), got {status!r}")
+            ch.antenna_pin = letters
+        self._publish_changes()
+
+    async def set_rf_mode(self, mode: str) -> None:
+        """Axient Digital: standard (2 antennas), quadversity (4 antennas) or fd-c (frequency diversity, a second
+        RF section in every SAMPLE)."""
+        if self.family != AXIENT:
+            raise SimulatorError(f"{self.key} ({self.rig.model}) has no RF modes (Axient Digital only)")
+        name = str(mode).strip().lower()
+        if name not in AD_MODES:
+            raise SimulatorError(f"rf mode must be one of {', '.join(AD_MODES)}, got {mode!r}")
+        self.rf_mode = name
+        self.antennas = 4 if name == "quadversity" else 2
+        for ch in self.channels:
+            if ch.antenna_pin is not None and len(ch.antenna_pin) != self.antennas:
+                ch.antenna_pin = None
+        self._publish_changes()
+
+    def _front_panel(self, channel: Any, prop: str, value: str, shape: str) -> None:
+        ch = self._channel(channel)
+        try:
+            apply = self._channel_setter(prop, [value], None)
+        except _CommandError:
+            raise SimulatorError(f"{self.key} ({self.rig.model}) refuses {value!r}: expected {shape}") from None
+        apply(ch)
+        self._publish_changes()
+
     def _snapshot_channel(self, ch: ChannelState) -> dict[str, Any]:
         snap = super()._snapshot_channel(ch)
-        snap["group_channel"] = ch.group_chan
+        snap.update(
+            group_channel=ch.group_chan,
+            tx_offset_db=ch.tx_offset_db if self.spec.tx_offset_prop else None,
+            bars_pinned=ch.bars_pin,
+            runtime_pinned=ch.runtime_pin,
+            antennas_pinned=ch.antenna_pin,
+        )
         return snap
 
     def snapshot(self) -> dict[str, Any]:
         snap = super().snapshot()
         snap["overrides"] = [{"channel": c, "prop": p, "value": v} for (c, p), v in sorted(self.overrides.items())]
+        snap["band"] = self.band
+        snap["rf_mode"] = self.rf_mode if self.family == AXIENT else None
+        snap["antennas"] = self.antennas
         return snap
+
+
+_RUNTIME_WORDS = {"warning": RUNTIME_WARNING, "calculating": RUNTIME_CALCULATING}
+
+
+def _is_auto(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in ("auto", "none", ""))
+
+
+def _whole(value: Any, name: str) -> int:
+    """A whole number from JSON or simctl text. Raises SimulatorError."""
+    if isinstance(value, bool):
+        raise SimulatorError(f"{name} must be a whole number, got {value!r}")
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise SimulatorError(f"{name} must be a whole number, got {value!r}") from None
+
+
+def _ranges(values: list[int]) -> str:
+    step = values[1] - values[0] if len(values) > 1 else 1
+    return f"{values[0]}..{values[-1]}" + (f" in steps of {step}" if step != 1 else "")

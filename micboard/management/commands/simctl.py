@@ -8,6 +8,12 @@ Examples::
     simctl fault slxd third_party_disabled      simctl fault slxd none
     simctl power-off ad             simctl power-on ad
     simctl peak ulxd 1              simctl tx-mute ulxd 1 on
+    simctl tx-offset ulxd 1 9       simctl tx-offset ad 2 -12
+    simctl bars ulxd 1 0            simctl bars ulxd 1 auto
+    simctl runtime ad 1 warning     simctl runtime ad 1 calculating     simctl runtime ad 1 auto
+    simctl group-channel ad 1 3,12  simctl frequency ad 1 595000
+    simctl antennas ad 1 BR         simctl antennas ulxd 1 XB           simctl antennas ad 1 auto
+    simctl rf-mode ad quadversity   simctl rf-mode ad fd-c              simctl rf-mode ad standard
     simctl snapshot ulxd
     simctl list-shape keynote array  (relay / array / items: how the System API server lists its devices)
 """
@@ -36,10 +42,19 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "peak": ("peak", ("channel",)),
     "tx-mute": ("tx_mute", ("channel", "on")),
     "rf-loss": ("rf_loss", ("channel", "on")),
+    "tx-offset": ("set_tx_offset", ("channel", "db")),
+    "bars": ("set_bars", ("channel", "bars")),
+    "runtime": ("set_runtime", ("channel", "runtime")),
+    "group-channel": ("set_group_channel", ("channel", "group_channel")),
+    "frequency": ("set_frequency", ("channel", "khz")),
+    "antennas": ("set_antennas", ("channel", "status")),
+    "rf-mode": ("set_rf_mode", ("mode",)),
     # System API devices only: a receiver channel's mute, and the shape of the server's device list.
     "audio-mute": ("audio_mute", ("channel", "on")),
     "list-shape": ("list_shape", ("shape",)),
 }
+_WHOLE = ("db", "khz")  # signed whole numbers
+_WHOLE_OR_WORD = ("bars", "runtime")  # a number, or a word the simulator knows (auto, warning, calculating)
 
 
 def _usage(command: str) -> str:
@@ -73,6 +88,13 @@ def build_request(command: str, args: list[str]) -> dict[str, Any]:
             request[name] = raw.lower() == "on"
         elif name == "kind":
             request[name] = None if raw.lower() == "none" else raw
+        elif name in _WHOLE:
+            try:
+                request[name] = int(raw)
+            except ValueError:
+                raise CommandError(f"{name} must be a whole number, got {raw!r}") from None
+        elif name in _WHOLE_OR_WORD:
+            request[name] = int(raw) if raw.isdigit() else raw.lower()
         else:
             request[name] = raw
     return request
@@ -102,7 +124,10 @@ def send_request(request: dict[str, Any], host: str, port: int, timeout: float =
 
 
 def _channel_line(ch: dict[str, Any]) -> str:
-    parts = [f"  ch{ch['channel']} {ch['name']!r:<12}", f"{ch['frequency_khz'] / 1000:.3f} MHz"]
+    tuned = f"{ch['frequency_khz'] / 1000:.3f} MHz"
+    if ch.get("group_channel") not in (None, "--,--"):
+        tuned += f" (group,channel {ch['group_channel']})"
+    parts = [f"  ch{ch['channel']} {ch['name']!r:<12}", tuned]
     if ch.get("tx_on") is None:
         parts.append("no transmitter")
     elif not ch["tx_on"]:
@@ -114,6 +139,15 @@ def _channel_line(ch: dict[str, Any]) -> str:
             f"{ch['tx_model']} on{muted}, {ch['battery_type']} {ch['battery_percent']:.0f}% "
             f"({ch['battery_bars']} bars, {runtime})"
         )
+    if ch.get("tx_offset_db"):
+        parts.append(f"offset {ch['tx_offset_db']:+d} dB")
+    pinned = [
+        f"{label} {ch[key]}"
+        for key, label in (("bars_pinned", "bars"), ("runtime_pinned", "runtime"), ("antennas_pinned", "antennas"))
+        if ch.get(key) is not None
+    ]
+    if pinned:
+        parts.append("pinned " + " ".join(pinned))
     parts.append(f"meter {ch['meter_rate']} ms")
     return ", ".join(parts)
 
@@ -121,7 +155,12 @@ def _channel_line(ch: dict[str, Any]) -> str:
 def format_snapshot(snap: dict[str, Any]) -> list[str]:
     state = "on" if snap["powered"] else "POWERED OFF"
     fault = f", fault {snap['fault']}" if snap["fault"] else ""
-    lines = [f"{snap['key']} {snap['model']} {snap['host']}:{snap['port']} {state}{fault}, {snap['clients']} client(s)"]
+    band = f", band {snap['band']}" if snap.get("band") else ""
+    mode = f", {snap['rf_mode']}" if snap.get("rf_mode") not in (None, "standard") else ""
+    lines = [
+        f"{snap['key']} {snap['model']} {snap['host']}:{snap['port']} {state}{fault}{band}{mode}, "
+        f"{snap['clients']} client(s)"
+    ]
     lines += [_channel_line(ch) for ch in snap["channels"]]
     return lines
 
