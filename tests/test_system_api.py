@@ -16,7 +16,7 @@ from django.core.management import call_command
 from micboard.drivers import system_api_spec as spec
 from micboard.drivers.base import RUNTIME_CALCULATING
 from micboard.drivers.catalog import device_model
-from micboard.drivers.system_api import MAX_RESPONSE_BYTES, inventory, poll
+from micboard.drivers.system_api import MAX_RESPONSE_BYTES, SystemApiLink, inventory, poll
 from micboard.drivers.system_api_wire import (
     ChannelAnswers,
     activity,
@@ -443,7 +443,6 @@ def test_the_simulated_server_wants_the_key_and_refuses_an_empty_json_body(sim):
         ("refuse", ConnectionTimeoutError, "connection refused"),
         ("silent", DeviceSilentError, "did not complete the TLS handshake"),
         ("stop_answering", DeviceSilentError, "sent no answer to GET /api/v1/devices"),
-        ("garbage", ProtocolError, "not HTTP"),
         ("drop_mid_frame", ProtocolError, "closed the connection in the middle of its answer"),
     ],
 )
@@ -456,12 +455,91 @@ def test_each_fault_ends_the_poll_quickly_with_what_to_check_and_clears(sim, fau
     assert read(sim, "pres").channels[1].battery_bars == 3
 
 
+def test_junk_mixed_into_every_answer_is_stepped_over(sim):
+    sim.set_fault("hh", "garbage")
+    adtq = read(sim, "adtq")
+    assert [adtq.channels[n].name for n in sorted(adtq.channels)] == ["IEM 1", "IEM 2", "IEM 3", "IEM 4"]
+    pack = read(sim, "ad4d").channels[1]  # on the second page, past the junk edges
+    assert pack.name == "Lectern"
+    found = asyncio.run(inventory(*sim.address("hh"), timeout=3.0, options=options(sim, "hh")))
+    assert sorted(device.name for device in found) == ["Axient pair", "PSM Stage", "Presenter", "Q&A"]
+
+
 def test_a_slow_server_is_still_read_within_a_two_second_poll_timeout(sim):
     sim.set_fault("pres", "slow")
     started = time.monotonic()
     reading = read(sim, "ad4d", timeout=2.0)  # the second page: the most rounds a poll makes
     assert time.monotonic() - started >= SLOW_REPLY_SECONDS
     assert reading.channels[1].name == "Lectern"
+
+
+def follow(sim, key, scenario, **changes):
+    """Run a live link to ``key`` beside ``scenario(link)`` (a coroutine function); returns how the link ended."""
+    host, port = sim.address(key)
+
+    async def run():
+        link = SystemApiLink(
+            host, port, model=RIG[key].model, timeout=FAST, options=options(sim, key, **changes), read_every=0.2
+        )
+        task = asyncio.create_task(link.run())
+        try:
+            await scenario(link)
+        finally:
+            task.cancel()
+        return await asyncio.gather(task, return_exceptions=True)
+
+    return asyncio.run(run())[0]
+
+
+async def next_reading(link, within=3.0):
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        reading = link.take()
+        if reading is not None:
+            return reading
+        await asyncio.sleep(0.02)
+    raise AssertionError("no reading from the link")
+
+
+def test_a_live_link_reads_again_and_again_over_kept_connections(sim):
+    async def scenario(link):
+        first = await next_reading(link)
+        assert link.ready and first.channels[1].battery_bars == 3 and link.take() is None
+        await asyncio.to_thread(sim.set_battery, "pres", 1, 15)
+        while (reading := await next_reading(link)).channels[1].battery_bars != 1:
+            pass
+        assert reading.latency_ms is not None
+
+    connections = sim.snapshot("pres")["stats"]["connections"]
+    assert isinstance(follow(sim, "pres", scenario), asyncio.CancelledError)  # it ran until cancelled
+    assert sim.snapshot("pres")["stats"]["connections"] - connections <= 4  # not one handshake per reading
+
+
+@pytest.mark.parametrize("fault", ["refuse", "silent", "stop_answering", "drop_mid_frame"])
+def test_a_live_link_ends_at_the_first_reading_that_fails_and_the_next_one_reads(sim, fault):
+    host, port = sim.address("pres")
+
+    def link():
+        return SystemApiLink(host, port, model="ULXD6", timeout=FAST, options=options(sim, "pres"), read_every=0.2)
+
+    async def broken():
+        follower = link()
+        task = asyncio.create_task(follower.run())
+        await next_reading(follower)
+        await asyncio.to_thread(sim.set_fault, "pres", fault)
+        started = time.monotonic()
+        with pytest.raises(DriverError) as caught:
+            await asyncio.wait_for(task, 0.2 + FAST + 2.0)
+        return caught.value, time.monotonic() - started
+
+    error, took = asyncio.run(broken())
+    assert took < 0.2 + FAST + 0.5, error  # one reading's time-out, not a count of failed polls
+    sim.set_fault("pres", None)
+
+    async def again(follower):
+        assert (await next_reading(follower)).channels[1].name == "Presenter"
+
+    assert isinstance(follow(sim, "pres", again), asyncio.CancelledError)
 
 
 @pytest.mark.django_db
@@ -555,6 +633,16 @@ def test_answers_larger_than_the_cap_are_refused_whether_declared_or_streamed():
 
     for error in asyncio.run(scenario()):
         assert isinstance(error, ProtocolError) and f"larger than {MAX_RESPONSE_BYTES} bytes" in str(error)
+
+
+def test_an_answer_that_is_not_http_says_which_port_to_check():
+    async def scenario():
+        async with ScriptedServer(lambda path: b"\x16\x03\x01 <REP ERR> \xff\xfe\r\n\r\n") as server:
+            return await refused(server), server.port
+
+    error, port = asyncio.run(scenario())
+    assert isinstance(error, ProtocolError) and "with something that is not HTTP" in str(error)
+    assert f"is port {port} the SystemAPI server's HTTPS port?" in str(error)
 
 
 def test_a_web_page_instead_of_json_says_which_port_to_check():

@@ -39,6 +39,7 @@ DRIVER_LABELS: dict[str, str] = {
 }
 LINKS: dict[str, str] = {
     "shure_tcp": "micboard.drivers.shure.ShureLink",
+    "shure_system_api": "micboard.drivers.system_api.SystemApiLink",
 }
 
 

@@ -2,11 +2,12 @@
 
 A Receiver row is one device on a SystemAPI Server: ``host:port`` is the server, ``options["remote_id"]``
 the device's ``hardwareIdentity.deviceId``, ``options["api_key"]`` the server's shared secret (sent as
-``x-api-key`` on every request). :func:`poll` reads it connect-per-poll through one ``httpx.AsyncClient``
-(a few keep-alive connections, closed at the end): the device list, page by page until the device is
-found, then the device's resources and its audio channels' resources concurrently. The server pushes
-events over a WebSocket, but that path is [U] (§4), so there is no link class: the holders poll this
-family within the poll interval.
+``x-api-key`` on every request). A reading is the device list, page by page until the device is found,
+then the device's resources and its audio channels' resources concurrently, over at most
+``MAX_CONNECTIONS`` keep-alive connections of one ``httpx.AsyncClient``. :func:`poll` makes one reading and
+closes (connect per poll); :class:`SystemApiLink` keeps its session and reads every second, and its first
+reading that fails ends the link (the holder shows the receiver offline at once). The server's own push,
+WebSocket events, is [U] (§4) and not used.
 
 What a reading holds: model, firmware and device id from the list's node; the device name; the device's
 audio mute; per audio channel its name, mute and activity (CLIPPING -> ``audio_peak``); for a device with
@@ -72,7 +73,7 @@ from micboard.exceptions import (
     ProtocolError,
 )
 
-__all__ = ["DEFAULT_PORT", "InventoryDevice", "inventory", "poll"]
+__all__ = ["DEFAULT_PORT", "InventoryDevice", "SystemApiLink", "inventory", "poll"]
 
 DEFAULT_PORT = spec.DEFAULT_PORT
 MAX_RESPONSE_BYTES = 1 << 20  # one answer; a device list page of a few hundred devices fits easily
@@ -80,6 +81,7 @@ MAX_LIST_PAGES = 50
 MAX_DEVICES = 500  # inventory: devices listed at most
 MAX_CHANNELS = 16  # audio channels read per device (an ANX4 lists 12 [U])
 MAX_CONNECTIONS = 4  # concurrent HTTPS connections to one server per poll
+READ_EVERY_SECONDS = 1.0  # a live link's pause between two readings
 _CLOSE_SECONDS = 0.5
 
 
@@ -286,9 +288,14 @@ class _Api:
         self.started = self.deadline = 0.0
         self.first_answer_ms: float | None = None
 
-    async def __aenter__(self) -> _Api:
+    def start_clock(self) -> None:
+        """A new conversation (one reading) starts: it has ``timeout`` from now."""
         self.started = asyncio.get_running_loop().time()
         self.deadline = self.started + self.timeout
+        self.first_answer_ms = None
+
+    async def __aenter__(self) -> _Api:
+        self.start_clock()
         self.client = httpx.AsyncClient(
             transport=_Transport(self.context, self.backend),
             headers=self.headers,
@@ -485,15 +492,15 @@ async def _read_device(api: _Api, node: dict[str, Any]) -> ReceiverReading:
     entries: list[dict[str, Any]] = []
     if channel_list is not None:
         try:
-            entries = device_nodes(channel_list)[:MAX_CHANNELS]
+            listed = device_nodes(channel_list)
         except ProtocolError:
             raise ProtocolError(f"{api.where}: the audio channel list of {identity.device_id} is not a list") from None
-    ids = [entry.get("id") for entry in entries]
+        # Entries without an id are not channels: left out before numbering, so they cannot shift the others.
+        entries = [entry for entry in listed if isinstance(entry.get("id"), str) and entry["id"]][:MAX_CHANNELS]
+    ids = [entry["id"] for entry in entries]
     channels = [ChannelAnswers(number) for number in channel_numbers(ids)]
     requests = []
     for channel, entry, channel_id in zip(channels, entries, ids, strict=True):
-        if not isinstance(channel_id, str) or not channel_id:
-            continue
         listed = entry.get("capabilities")
         path = f"{spec.DEVICES}/{device}/{spec.AUDIO_CHANNELS}/{quote(channel_id, safe='')}"
         for key in (spec.CHANNEL_NAME, spec.CHANNEL_MUTE, spec.CHANNEL_ACTIVITY):
@@ -515,7 +522,7 @@ async def _read_device(api: _Api, node: dict[str, Any]) -> ReceiverReading:
 
 @contextlib.asynccontextmanager
 async def _within(api: _Api):
-    """Bound the whole conversation: httpx bounds each step with what is left; this catches the rest."""
+    """Bound one conversation: httpx bounds each step with what is left; this catches the rest."""
     try:
         async with asyncio.timeout_at(api.deadline + 0.25):
             yield
@@ -523,6 +530,38 @@ async def _within(api: _Api):
         raise ConnectionTimeoutError(
             f"{api.where}: the SystemAPI server did not finish within {api.timeout:g} s"
         ) from None
+
+
+def _remote_id(options: Mapping[str, str], where: str) -> str:
+    remote_id = (options.get("remote_id") or "").strip()
+    if not remote_id:
+        raise DriverConfigurationError(
+            f"{where}: no device id: enter the device's id on the SystemAPI server in the receiver's "
+            "settings (discovery fills it in; it is the device's hardwareIdentity.deviceId)"
+        )
+    return remote_id
+
+
+async def _read(api: _Api, remote_id: str, model: str) -> ReceiverReading:
+    """One reading of the device on an open session, within ``timeout`` from now."""
+    api.start_clock()
+    async with _within(api):
+        nodes = await api.pages(stop=remote_id.lower())
+        node = next((node for node in nodes if _node_id(node) == remote_id.lower()), None)
+        if node is None:
+            raise DriverConfigurationError(
+                f"{api.where}: the SystemAPI server does not list device {remote_id} ({len(nodes)} devices listed); "
+                "check the receiver's device id, and that the device is in the server's discovery list"
+            )
+        state = node_device(node).state  # type: ignore[union-attr]
+        if state != spec.STATE_ONLINE:
+            raise DriverError(
+                f"{api.where}: the System API server reports the device offline ({state or 'no state'}); "
+                f"check {model} {remote_id}'s power and its network link to the server"
+            )
+        reading = await _read_device(api, node)
+    reading.latency_ms = api.first_answer_ms
+    return reading
 
 
 async def poll(
@@ -547,29 +586,53 @@ async def poll(
     """
     options = options or {}
     api = _Api(host, port, options=options, timeout=timeout)
-    remote_id = (options.get("remote_id") or "").strip()
-    if not remote_id:
-        raise DriverConfigurationError(
-            f"{api.where}: no device id: enter the device's id on the SystemAPI server in the receiver's "
-            "settings (discovery fills it in; it is the device's hardwareIdentity.deviceId)"
-        )
-    async with api, _within(api):
-        nodes = await api.pages(stop=remote_id.lower())
-        node = next((node for node in nodes if _node_id(node) == remote_id.lower()), None)
-        if node is None:
-            raise DriverConfigurationError(
-                f"{api.where}: the SystemAPI server does not list device {remote_id} ({len(nodes)} devices listed); "
-                "check the receiver's device id, and that the device is in the server's discovery list"
-            )
-        state = node_device(node).state  # type: ignore[union-attr]
-        if state != spec.STATE_ONLINE:
-            raise DriverError(
-                f"{api.where}: the System API server reports the device offline ({state or 'no state'}); "
-                f"check {model} {remote_id}'s power and its network link to the server"
-            )
-        reading = await _read_device(api, node)
-        reading.latency_ms = api.first_answer_ms
+    remote_id = _remote_id(options, api.where)
+    async with api:
+        return await _read(api, remote_id, model)
+
+
+class SystemApiLink:
+    """A live link to one device: a kept-alive HTTPS session that reads the device every ``read_every`` s.
+
+    The server's own push (WebSocket events, §4) is [U], so the link polls, but over connections it keeps
+    (no handshake per reading) and it fails at once: the first reading that does not come within
+    ``timeout`` ends :meth:`run` with the DriverError :func:`poll` would raise, so the holder shows the
+    receiver offline without waiting for more failed polls. :meth:`take` gives each new reading once.
+    Receivers set to "Connect per poll" use :func:`poll` every poll interval instead (fewer requests).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        model: str,
+        meter_rate_ms: int = 1000,
+        timeout: float = 3.0,
+        options: Mapping[str, str] | None = None,
+        read_every: float = READ_EVERY_SECONDS,
+    ) -> None:
+        options = options or {}
+        self.model = model
+        self.read_every = read_every
+        self.api = _Api(host, port, options=options, timeout=timeout)
+        self.remote_id = _remote_id(options, self.api.where)
+        self.ready = False  # a first reading arrived
+        self._reading: ReceiverReading | None = None
+
+    def take(self) -> ReceiverReading | None:
+        """The latest reading if it was not taken yet, else None."""
+        reading, self._reading = self._reading, None
         return reading
+
+    async def run(self) -> None:
+        """Read, wait, read again, until a reading fails (raised) or the task is cancelled (sessions closed)."""
+        self.ready = False
+        async with self.api:
+            while True:
+                self._reading = await _read(self.api, self.remote_id, self.model)
+                self.ready = True
+                await asyncio.sleep(self.read_every)
 
 
 async def inventory(

@@ -17,7 +17,9 @@ restarts; :meth:`SimulatedSystemApiDevice.snapshot` gives its SHA-256 and PEM pa
 
 Faults are the server's (its devices share its listener): the first fault set on any of its devices applies
 to every connection. ``refuse`` closes the listener; ``silent`` accepts and never answers the TLS handshake;
-``stop_answering`` reads requests and answers none; ``garbage`` answers with bytes that are not HTTP;
+``stop_answering`` reads requests and answers none; ``garbage`` mixes junk into every answer's JSON (list
+entries that are no device or channel, unknown fields, control characters around names), all of which a
+reader of §4's tolerant shapes must step over;
 ``drop_mid_frame`` sends half an answer and closes; ``slow`` holds back the first page of the device list
 by ``SLOW_REPLY_SECONDS`` (a server slow to enumerate its network) and every other answer by 1/30 of it,
 which a poll still survives. No Django imports.
@@ -83,7 +85,6 @@ _MAX_BODY = 64 * 1024
 _MAX_CONNECTIONS = 64  # more at once are closed on arrival (a real server's limit is unknown)
 _HANDSHAKE_SECONDS = 10.0
 _IDLE_SECONDS = 30.0
-_GARBAGE = b"\x16\x03\x01 <REP ERR> " + bytes(range(0x80, 0x100)) + b"\r\n\r\n"
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed"}
 
 
@@ -353,13 +354,11 @@ class SystemApiServer:
         if fault in ("silent", "stop_answering"):
             await self._swallow(reader)  # the request was read; no answer ever comes
             return False
-        if fault == "garbage":
-            writer.write(_GARBAGE)
-            await writer.drain()
-            return False
         url = urlsplit(target)
         query = parse_qs(url.query)
         status, payload = self._answer(method, url.path, query, headers, body)
+        if fault == "garbage":
+            payload = _with_junk(payload)
         if fault == "slow":
             first_page = url.path.rstrip("/").endswith(f"/{spec.DEVICES}") and spec.PAGE_AFTER_PARAM not in query
             await asyncio.sleep(SLOW_REPLY_SECONDS if first_page else SLOW_REPLY_SECONDS / 30)
@@ -433,6 +432,22 @@ class SystemApiServer:
             },
             "edges": edges,
         }
+
+
+def _with_junk(payload: Any) -> Any:
+    """The ``garbage`` fault's answer: the same data with junk a tolerant reader skips (see the docstring)."""
+    junk_entries: list[Any] = ["\x1b[2J", 17, None, {"note": "not a device"}, {"id": None, "capabilities": "?"}]
+    if isinstance(payload, list):
+        return [*junk_entries[:2], *(_with_junk(item) for item in payload), *junk_entries[2:]]
+    if not isinstance(payload, dict):
+        return payload
+    out = {key: _with_junk(value) for key, value in payload.items()}
+    if isinstance(out.get("name"), str):
+        out["name"] = f"\x00\x07{out['name']}\x1b"
+    if isinstance(out.get("edges"), list):
+        out["edges"] = [{"cursor": "junk"}, {"node": "junk"}, {"node": {"softwareIdentity": {}}}, *out["edges"]]
+    out["\u0000junk"] = "\ufffd\x7f"
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------
