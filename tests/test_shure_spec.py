@@ -14,6 +14,8 @@ from micboard.simulators import make_device
 from micboard.simulators.engine import SimulatorThread
 from micboard.simulators.rig import DEMO_RIG
 
+SHURE_RIG = [rig for rig in DEMO_RIG if rig.driver == "shure_tcp"]  # the command-string devices of the rig
+
 
 @pytest.mark.parametrize(
     ("model", "channels", "family"),
@@ -65,14 +67,13 @@ def test_the_qlxd_meter_rate_floor_comes_from_the_spec():
 
 def test_the_simulator_writes_what_the_spec_says_and_the_driver_reads_it_back():
     """Every demo family: names, transmitter model and battery arrive through the spec's property names."""
-    shure_rig = [rig for rig in DEMO_RIG if rig.driver == "shure_tcp"]
-    devices = [make_device(rig, host="127.0.0.1", port=0, dynamics=False, chaos=True, seed=5) for rig in shure_rig]
+    devices = [make_device(rig, host="127.0.0.1", port=0, dynamics=False, chaos=True, seed=5) for rig in SHURE_RIG]
     with SimulatorThread(devices) as sim:
         readings = {
             rig.key: asyncio.run(poll(*sim.address(rig.key), model=rig.model, timeout=2.0, meter_rate_ms=1000))
-            for rig in shure_rig
+            for rig in SHURE_RIG
         }
-    for rig in shure_rig:
+    for rig in SHURE_RIG:
         reading = readings[rig.key]
         spec = SPECS[shure_model(rig.model).family]
         for number, wanted in enumerate(rig.channels, start=1):

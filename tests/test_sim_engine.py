@@ -27,9 +27,7 @@ def _device(key: str, **options) -> SimulatedShureDevice:
 
 def test_make_device_builds_the_simulator_the_rig_entry_names():
     devices = [make_device(rig, host="127.0.0.1", port=0) for rig in DEMO_RIG]
-    assert all(isinstance(d, simulator_class(rig.driver)) for d, rig in zip(devices, DEMO_RIG, strict=True))
-    shure = [d for d in devices if isinstance(d, SimulatedShureDevice)]
-    assert [len(d.channels) for d in shure] == [4, 4, 1, 2, 2, 2]
+    assert [type(d) for d in devices] == [simulator_class(rig.driver) for rig in DEMO_RIG]
     assert [len(d.channels) for d in devices] == [device_model(r.model, driver=r.driver).channels for r in DEMO_RIG]
     unknown = dataclasses.replace(rig_device("ulxd"), driver="no_such_protocol")
     with pytest.raises(ValueError, match="no simulator for driver 'no_such_protocol'"):

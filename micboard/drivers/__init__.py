@@ -29,6 +29,7 @@ PollFunction = Callable[..., Awaitable[ReceiverReading]]
 
 DRIVERS: dict[str, str] = {
     "shure_tcp": "micboard.drivers.shure.poll",
+    "shure_uhfr": "micboard.drivers.uhfr.poll",
     "shure_system_api": "micboard.drivers.system_api.poll",
 }
 DRIVER_LABELS: dict[str, str] = {
@@ -39,6 +40,7 @@ DRIVER_LABELS: dict[str, str] = {
 }
 LINKS: dict[str, str] = {
     "shure_tcp": "micboard.drivers.shure.ShureLink",
+    "shure_uhfr": "micboard.drivers.uhfr.UhfrLink",
     "shure_system_api": "micboard.drivers.system_api.SystemApiLink",
 }
 

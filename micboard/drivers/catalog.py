@@ -25,7 +25,11 @@ class DeviceModel:
     label: str = ""  # human name, e.g. "Sennheiser EW-DX EM 4 Dante"
 
 
-SPEC_MODULES: tuple[str, ...] = ("micboard.drivers.shure_spec", "micboard.drivers.system_api_spec")
+SPEC_MODULES: tuple[str, ...] = (
+    "micboard.drivers.shure_spec",
+    "micboard.drivers.uhfr_spec",
+    "micboard.drivers.system_api_spec",
+)
 
 
 @cache

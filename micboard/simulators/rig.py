@@ -118,6 +118,19 @@ DEMO_RIG: tuple[RigDevice, ...] = (
             RigChannel("IEM Band", "Band mix", None, "", 0, 573250),
         ),
     ),
+    RigDevice(
+        key="uhfr",
+        name="UHF-R Side Stage",
+        model="UR4D",
+        device_id="UR4D SIDE",  # not on the wire: UHF-R reports no device id on UDP 2202
+        octet=22,
+        location="Side stage",
+        channels=(
+            RigChannel("Choir L", "Choir left", "UR1", "ALKA", 64, 584250),
+            RigChannel("Guest HH", "Guest vocal", "UR2", "LION", 81, 586125),
+        ),
+        driver="shure_uhfr",
+    ),
     # Three devices behind one simulated Shure SystemAPI Server (HTTPS 127.0.0.23:10000): one Receiver each,
     # named by its device id on the server. No frequencies: the System API has none.
     RigDevice(
@@ -155,7 +168,7 @@ DEMO_RIG: tuple[RigDevice, ...] = (
     ),
 )
 
-# Two boards: (group name, [(device key, channel number) or None for a BLANK spacer]).
+# Boards: (group name, [(device key, channel number) or None for a BLANK spacer]).
 DEMO_GROUPS: tuple[tuple[str, tuple[tuple[str, int] | None, ...]], ...] = (
     (
         "Band",
@@ -165,6 +178,7 @@ DEMO_GROUPS: tuple[tuple[str, tuple[tuple[str, int] | None, ...]], ...] = (
         "Cast",
         (("ad", 1), ("ad", 2), ("ad", 3), ("ad", 4), None, ("ad4d", 1), ("ad4d", 2), ("slxd", 1), ("slxd", 2)),
     ),
+    ("Side stage", (("uhfr", 1), ("uhfr", 2))),
     ("Conference", (("keynote", 1), ("qa", 1), None, ("adtd", 1), ("adtd", 2))),
 )
 

@@ -29,9 +29,9 @@ class Command(BaseCommand):
                 receiver = DeviceService.create_receiver(
                     name=device.name,
                     model=device.model,
+                    driver=device.driver,
                     host=device.host,
                     port=device.port,
-                    driver=device.driver,
                     location=LocationService.get_or_create_location(name=device.location),
                     **extras,
                 )
