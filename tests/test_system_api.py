@@ -6,8 +6,10 @@ import asyncio
 import base64
 import io
 import json
+import socket
 import ssl
 import time
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -16,7 +18,7 @@ from django.core.management import call_command
 from micboard.drivers import system_api_spec as spec
 from micboard.drivers.base import RUNTIME_CALCULATING
 from micboard.drivers.catalog import device_model
-from micboard.drivers.system_api import MAX_RESPONSE_BYTES, SystemApiLink, inventory, poll
+from micboard.drivers.system_api import MAX_RESPONSE_BYTES, SystemApiLink, inventory, poll, probe
 from micboard.drivers.system_api_wire import (
     ChannelAnswers,
     activity,
@@ -39,11 +41,13 @@ from micboard.exceptions import (
     DriverError,
     ProtocolError,
 )
-from micboard.models import Channel, RealTimeConnection
+from micboard.models import Channel, DiscoveredDevice, RealTimeConnection
+from micboard.services import DiscoveryService
 from micboard.simulators.engine import SLOW_REPLY_SECONDS, SimulatorThread
 from micboard.simulators.rig import RigChannel, RigDevice, rig_device
 from micboard.simulators.system_api import DEMO_API_KEY, SimulatedSystemApiDevice, server_certificate
 from micboard.status import ChannelStatus as S
+from tasks.discovery import plan_for, scan
 from tasks.polling import run_poll_cycle
 from tests.factories import receivers_for, start_simulator, use_fast_polls
 
@@ -286,6 +290,12 @@ def sim(tls_dir):
     thread = SimulatorThread(devices).start()
     yield thread
     thread.stop()
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def options(sim, key, **changes):
@@ -678,3 +688,36 @@ def test_simctl_reaches_the_system_api_actions():
         call_command("simctl", "list-shape", "ad4d", "items", control_port=port, stdout=io.StringIO())
         snapshot = control.snapshot("ad4d")
     assert snapshot["channels"][0]["audio_muted"] is True and snapshot["list_shape"] == "items"
+
+
+# ------------------------------------------------------------------------------------------------ discovery
+
+
+def test_the_probe_lists_every_device_of_the_server_for_review(sim):
+    sim.pack_off("hh", 1)
+    host, port = sim.address("adtq")
+    finds = {f.remote_id: f for f in asyncio.run(probe(host, port, timeout=FAST, options=options(sim, "adtq")))}
+    assert set(finds) == {rig.device_id for rig in TEST_RIG}
+    pack = finds[RIG["pres"].device_id]
+    assert (pack.driver, pack.model, pack.host, pack.port, pack.name) == (SYSAPI, "ULXD6", host, port, "Presenter")
+    assert pack.channels == ((1, "Presenter"),) and pack.device_id == pack.remote_id and pack.serial
+    assert finds[RIG["hh"].device_id].note == "the server lists it OFFLINE"
+    assert (finds[RIG["adtq"].device_id].model, finds[RIG["adtq"].device_id].channels) == ("ADTQ", ())
+    with pytest.raises(ConnectionTimeoutError) as nothing:  # an empty address: the scan passes over it
+        asyncio.run(probe("127.0.0.1", free_tcp_port(), timeout=FAST, options={}))
+    assert not isinstance(nothing.value, DeviceSilentError)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_scan_finds_the_servers_devices_and_review_adds_one_that_reads(sim):
+    host, port = sim.address("pres")
+    scan_options = {k: v for k, v in options(sim, "pres").items() if k in ("api_key", "tls_fingerprint")}
+    task = DiscoveryService.request_discovery(scope=f"{host}/32", families=[SYSAPI], listen=False, options=scan_options)
+    scan(task.pk, plan=replace(plan_for(task), ports={SYSAPI: port}, listen_seconds=0.0, timeout=FAST))
+    found = {d.remote_id: d for d in DiscoveredDevice.objects.filter(task=task)}
+    assert set(found) == {rig.device_id for rig in TEST_RIG}
+    receiver = DiscoveryService.add_device(device=found[RIG["pres"].device_id], name="Presenter pack")
+    assert (receiver.driver, receiver.model, receiver.remote_id) == (SYSAPI, "ULXD6", RIG["pres"].device_id)
+    assert (receiver.api_key, receiver.tls_fingerprint) == (DEMO_API_KEY, scan_options["tls_fingerprint"])
+    assert run_poll_cycle().failed == 0
+    assert Channel.objects.select_related("transmitter").get(receiver=receiver).transmitter.battery_bars == 3

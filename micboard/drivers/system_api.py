@@ -47,6 +47,8 @@ import httpx
 
 from micboard.drivers import system_api_spec as spec
 from micboard.drivers.base import ReceiverReading
+from micboard.drivers.catalog import device_model
+from micboard.drivers.probes import Found
 from micboard.drivers.resolver import resolve_host
 from micboard.drivers.system_api_wire import (
     CONTROL_CHARS,
@@ -73,7 +75,7 @@ from micboard.exceptions import (
     ProtocolError,
 )
 
-__all__ = ["DEFAULT_PORT", "InventoryDevice", "SystemApiLink", "inventory", "poll"]
+__all__ = ["DEFAULT_PORT", "InventoryDevice", "SystemApiLink", "inventory", "poll", "probe"]
 
 DEFAULT_PORT = spec.DEFAULT_PORT
 MAX_RESPONSE_BYTES = 1 << 20  # one answer; a device list page of a few hundred devices fits easily
@@ -659,3 +661,42 @@ async def inventory(
 
         pairs = [(node, device) for node in nodes if (device := node_device(node)) is not None]
         return await api.gather(*(named(node, device) for node, device in pairs))
+
+
+async def probe(host: str, port: int, *, timeout: float = 1.5, options: Mapping[str, str] | None = None) -> list[Found]:
+    """Discovery (:mod:`micboard.drivers.probes`): every device a SystemAPI Server at ``host:port`` lists, as
+    finds for review, each named by its device id on the server (``remote_id``).
+
+    The scan's ``options`` carry the API key and the certificate pin; without them the server is still told
+    apart from nothing listening (a DriverConfigurationError saying what to enter, where an empty address is
+    a plain ConnectionTimeoutError).
+    """
+    finds = []
+    for device in await inventory(host, port, timeout=timeout, options=options):
+        notes = []
+        try:
+            entry = device_model(device.model or "", driver=spec.DRIVER)
+        except KeyError:
+            model, channels = device.model or "", ()
+            notes.append(f"{model or 'a device without a model'} is not a model micboard reads through the System API")
+        else:
+            model = entry.model
+            channels = ((1, device.name),) if entry.channels == 1 and device.name else ()
+        if device.state != spec.STATE_ONLINE:
+            notes.append(f"the server lists it {device.state or 'without a state'}")
+        finds.append(
+            Found(
+                driver=spec.DRIVER,
+                model=model,
+                host=host,
+                port=port,
+                device_id=device.device_id,
+                serial=device.serial or "",
+                name=device.name or "",
+                channels=channels,
+                remote_id=device.device_id,
+                firmware=device.firmware or "",
+                note="; ".join(notes),
+            )
+        )
+    return finds
