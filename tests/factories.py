@@ -120,7 +120,8 @@ def receivers_for(sim, keys):
     for key in keys:
         rig = rig_device(key)
         host, port = sim.address(key)
-        out[key] = make_receiver(name=rig.name, model=rig.model, host=host, port=port, driver=rig.driver)
+        extras = getattr(sim.device(key), "receiver_options", dict)()  # e.g. a System API device id and pin
+        out[key] = make_receiver(name=rig.name, model=rig.model, host=host, port=port, driver=rig.driver, **extras)
     return out
 
 

@@ -30,6 +30,7 @@ PollFunction = Callable[..., Awaitable[ReceiverReading]]
 DRIVERS: dict[str, str] = {
     "shure_tcp": "micboard.drivers.shure.poll",
     "shure_uhfr": "micboard.drivers.uhfr.poll",
+    "shure_system_api": "micboard.drivers.system_api.poll",
 }
 DRIVER_LABELS: dict[str, str] = {
     "shure_tcp": "Shure command strings (TCP 2202)",
@@ -40,6 +41,7 @@ DRIVER_LABELS: dict[str, str] = {
 LINKS: dict[str, str] = {
     "shure_tcp": "micboard.drivers.shure.ShureLink",
     "shure_uhfr": "micboard.drivers.uhfr.UhfrLink",
+    "shure_system_api": "micboard.drivers.system_api.SystemApiLink",
 }
 
 

@@ -26,7 +26,11 @@ class DeviceModel:
     transport: str = "tcp"  # "tcp" or "udp": what the device listens on (port checks, discovery)
 
 
-SPEC_MODULES: tuple[str, ...] = ("micboard.drivers.shure_spec", "micboard.drivers.uhfr_spec")
+SPEC_MODULES: tuple[str, ...] = (
+    "micboard.drivers.shure_spec",
+    "micboard.drivers.uhfr_spec",
+    "micboard.drivers.system_api_spec",
+)
 
 
 @cache

@@ -64,6 +64,7 @@ ProbeFunction = Callable[..., Awaitable[list[Found]]]
 PROBES: dict[str, str] = {
     "shure_tcp": "micboard.drivers.probes.probe_shure_tcp",
     "shure_uhfr": "micboard.drivers.probes.probe_shure_uhfr",
+    "shure_system_api": "micboard.drivers.system_api.probe",
 }
 
 

@@ -15,6 +15,7 @@ Examples::
     simctl antennas ad 1 BR         simctl antennas ulxd 1 XB           simctl antennas ad 1 auto
     simctl rf-mode ad quadversity   simctl rf-mode ad fd-c              simctl rf-mode ad standard
     simctl snapshot ulxd
+    simctl list-shape keynote array  (relay / array / items: how the System API server lists its devices)
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "frequency": ("set_frequency", ("channel", "khz")),
     "antennas": ("set_antennas", ("channel", "status")),
     "rf-mode": ("set_rf_mode", ("mode",)),
+    # System API devices only: a receiver channel's mute, and the shape of the server's device list.
+    "audio-mute": ("audio_mute", ("channel", "on")),
+    "list-shape": ("list_shape", ("shape",)),
 }
 _WHOLE = ("db", "khz")  # signed whole numbers
 _WHOLE_OR_WORD = ("bars", "runtime")  # a number, or a word the simulator knows (auto, warning, calculating)

@@ -1,9 +1,10 @@
 """``python manage.py simulate``: run the demo rig's simulated receivers (each family's, see make_device).
 
-One simulated device per ``DEMO_RIG`` entry, each on its own address (127.0.0.x:2202 on Linux,
-127.0.0.1:22xx elsewhere, see ``RigDevice.host``/``.port``), plus a JSON-lines control server that
-``python manage.py simctl`` talks to, and the devices' discovery announcements (SLP, mDNS) on the loopback
-interface with TTL 0 (``micboard.simulators.announce``). Runs until SIGINT/SIGTERM.
+One simulated device per ``DEMO_RIG`` entry, each on its own address (127.0.0.x on its protocol's port on
+Linux, 127.0.0.1 with a port per octet elsewhere, see ``RigDevice.host``/``.port``; the System API devices
+share one HTTPS server), plus a JSON-lines control server that ``python manage.py simctl`` talks to, and the
+devices' discovery announcements (SLP, mDNS) on the loopback interface with TTL 0
+(``micboard.simulators.announce``). Runs until SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class Command(BaseCommand):
                 dynamics=not options["no_dynamics"],
                 chaos=not options["no_chaos"],
                 calculating_seconds=options["calculating_seconds"],
+                **_family_options(rig),
             )
             for rig in rigs
         ]
@@ -125,3 +127,13 @@ class Command(BaseCommand):
                 await announcer.stop()
             await hub.stop()
         self._say("simulator stopped")
+
+
+def _family_options(rig) -> dict:
+    """A family's own simulator settings: a System API server keeps its certificate in the data directory, so
+    the fingerprint seed_demo pinned on its receivers stays the server's across restarts."""
+    if rig.driver == "shure_system_api":
+        from micboard.simulators.system_api import TLS_FOLDER
+
+        return {"tls_dir": settings.DATA_DIR / TLS_FOLDER}
+    return {}
