@@ -14,16 +14,18 @@ from django.contrib.admin.options import IS_POPUP_VAR
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Min, Q
 from django.http import HttpResponseRedirect
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from micboard.exceptions import ConfigurationError, DiscoveryError
+from micboard.exceptions import ConfigurationError
 from micboard.models import (
     MAX_BOARD_POSITION,
     Assignment,
     AuditEntry,
     Channel,
+    DiscoveredDevice,
     DiscoveryTask,
     Group,
     GroupSlot,
@@ -42,7 +44,6 @@ from micboard.services import (
     BoardOrderService,
     ConnectionHealthService,
     DeviceService,
-    DiscoveryService,
     KioskService,
     ManufacturerService,
 )
@@ -161,6 +162,7 @@ class ReceiverAdminForm(forms.ModelForm):
         except ConfigurationError as exc:
             self.add_error("model", str(exc))
             return cleaned
+        self._check_address(cleaned)
         if self.instance.pk is None:
             return cleaned
         edited = copy.copy(self.instance)
@@ -180,6 +182,22 @@ class ReceiverAdminForm(forms.ModelForm):
                     "Tick “Confirm removal” to save anyway.",
                 )
         return cleaned
+
+    def _check_address(self, cleaned):
+        """A new or changed address must be a host that resolves, and no other receiver's device."""
+        where = {k: cleaned.get(k) for k in ("host", "port", "driver")}
+        where["remote_id"] = cleaned.get("remote_id") or ""
+        if not where["host"] or not where["port"]:
+            return
+        stored = self.instance
+        if stored.pk is not None and all(getattr(stored, k) == v for k, v in where.items()):
+            return
+        try:
+            cleaned["host"] = DeviceService.check_address(
+                **where, device_id=stored.device_id if stored.pk else "", exclude_pk=stored.pk
+            )
+        except ConfigurationError as exc:
+            self.add_error("host", str(exc))
 
 
 @admin.register(Receiver)
@@ -493,29 +511,38 @@ class RealTimeConnectionAdmin(admin.ModelAdmin):
         self.message_user(request, f"Reset {count} connection(s); they are retried in the next cycle.")
 
 
-class DiscoveryTaskForm(forms.ModelForm):
-    class Meta:
-        model = DiscoveryTask
-        fields = ["scope"]
+class DiscoveredDeviceInline(admin.TabularInline):
+    model = DiscoveredDevice
+    extra = 0
+    can_delete = False
+    fields = ["state", "driver", "model", "host", "port", "device_id", "name", "source", "outcome", "receiver"]
+    readonly_fields = fields
 
-    def clean_scope(self):
-        try:
-            return DiscoveryService.normalize_scope(scope=self.cleaned_data["scope"])
-        except DiscoveryError as exc:
-            raise forms.ValidationError(str(exc)) from exc
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(DiscoveryTask)
 class DiscoveryTaskAdmin(admin.ModelAdmin):
-    form = DiscoveryTaskForm
-    list_display = ["scope", "status", "created_at", "finished_at"]
-    readonly_fields = ["status", "found", "error", "finished_at", "requested_by"]
+    """Past scans, read only; scans are started and reviewed on the discovery page (web/discovery_views.py)."""
 
-    def save_model(self, request, obj, form, change):
-        if change:
-            super().save_model(request, obj, form, change)
-            return
-        obj.pk = DiscoveryService.request_discovery(scope=obj.scope, requested_by=request.user).pk
+    list_display = ["scope", "status", "devices_found", "created_at", "finished_at", "review"]
+    fields = [
+        "scope", "families", "listen", "status", "phase", "probes_done", "probes_total", "devices_found", "notes",
+        "error", "requested_by", "started_at", "finished_at", "review",
+    ]  # fmt: skip
+    readonly_fields = fields
+    inlines = [DiscoveredDeviceInline]
+
+    @admin.display(description="Review")
+    def review(self, obj):
+        return format_html('<a href="{}">Review the devices found</a>', reverse("discovery-task", args=[obj.pk]))
+
+    def add_view(self, request, form_url="", extra_context=None):
+        return redirect("discovery")  # a scan starts from the discovery page, which queues it
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(AuditEntry)

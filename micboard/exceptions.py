@@ -49,6 +49,11 @@ class DeviceSilentError(ConnectionTimeoutError):
     """
 
 
+class DriverConfigurationError(DriverError):
+    """The receiver's settings in micboard do not let the driver read it: a missing or refused API key, a
+    missing device id, or a server certificate nothing tells micboard to trust. The message says what to set."""
+
+
 class InvalidReadingError(MicboardError):
     """A reading is structurally invalid (wrong channel, impossible value)."""
 

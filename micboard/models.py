@@ -349,18 +349,31 @@ class RealTimeConnection(models.Model):
 
 
 class DiscoveryTask(TimeStampedModel):
-    """A request to look for receivers on the network (used by later discovery work)."""
+    """One discovery run over a network range: what it looks for, how far it got, what it heard.
+
+    A Huey task (``tasks.discovery``) runs it; what it finds lands in ``DiscoveredDevice`` rows for review.
+    """
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
         RUNNING = "running", "Running"
         DONE = "done", "Done"
+        CANCELLED = "cancelled", "Cancelled"
         FAILED = "failed", "Failed"
 
     scope = models.CharField(max_length=100, help_text="What to scan, e.g. a CIDR range like 10.0.0.0/24.")
+    families = models.JSONField(default=list, blank=True, help_text="Driver keys to probe for (empty: every one).")
+    listen = models.BooleanField(default=True, help_text="Also listen for devices announcing themselves (SLP, mDNS).")
+    options = models.JSONField(default=dict, blank=True, editable=False)  # probe extras (a System API key): never shown
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    found = models.JSONField(default=list, blank=True)
+    phase = models.CharField(max_length=64, blank=True)  # what it is doing now, in words
+    probes_total = models.PositiveIntegerField(default=0)
+    probes_done = models.PositiveIntegerField(default=0)
+    devices_found = models.PositiveIntegerField(default=0)
+    notes = models.JSONField(default=list, blank=True)  # what the crew should know (a silent unit ...), bounded
+    cancel_requested = models.BooleanField(default=False)
     error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -371,6 +384,65 @@ class DiscoveryTask(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"Discovery {self.scope} ({self.status})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.CANCELLED, self.Status.FAILED)
+
+    @property
+    def percent(self) -> int:
+        if self.finished:
+            return 100
+        return min(99, round(100 * self.probes_done / self.probes_total)) if self.probes_total else 0
+
+
+class DiscoveredDevice(models.Model):
+    """A device a discovery run found, waiting for review: nothing becomes a receiver without it."""
+
+    class State(models.TextChoices):
+        NEW = "new", "New"
+        KNOWN = "known", "Known"
+        MOVED = "moved", "Moved"
+
+    class Outcome(models.TextChoices):
+        NONE = "", "Not reviewed"
+        ADDED = "added", "Added"
+        UPDATED = "updated", "Address updated"
+
+    task = models.ForeignKey(DiscoveryTask, on_delete=models.CASCADE, related_name="devices")
+    driver = models.CharField("protocol", max_length=32)
+    model = models.CharField(max_length=32)
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField()
+    device_id = models.CharField(max_length=64, blank=True)
+    serial = models.CharField(max_length=64, blank=True)
+    name = models.CharField(max_length=100, blank=True)
+    channels = models.JSONField(default=list, blank=True)  # [[number, name], ...] as the device reports them
+    remote_id = models.CharField(max_length=64, blank=True)
+    firmware = models.CharField(max_length=32, blank=True)
+    note = models.CharField(max_length=255, blank=True)
+    source = models.CharField(max_length=32, blank=True)  # how it was found: "scan", "SLP", "mDNS"
+    state = models.CharField(max_length=8, choices=State.choices, default=State.NEW)
+    receiver = models.ForeignKey(
+        Receiver, null=True, blank=True, on_delete=models.SET_NULL, related_name="discoveries"
+    )
+    previous_address = models.CharField(max_length=300, blank=True)  # a moved receiver's address when found
+    outcome = models.CharField(max_length=8, choices=Outcome.choices, default=Outcome.NONE, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    found_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["task", "host", "port", "remote_id"]
+
+    def __str__(self) -> str:
+        return f"{self.model} at {self.address} ({self.state})"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
 
 
 class AuditEntry(models.Model):

@@ -30,30 +30,30 @@ def command_line(pid: int, *, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _listening_inodes(port: int) -> list[int]:
-    """Socket inodes listening on TCP ``port`` on any address, IPv4 and IPv6."""
+def _listening_inodes(port: int, *, udp: bool = False) -> list[int]:
+    """Socket inodes listening on TCP ``port`` (bound to UDP ``port``) on any address, IPv4 and IPv6."""
     inodes = []
-    for table in ("tcp", "tcp6"):
+    for table in ("udp", "udp6") if udp else ("tcp", "tcp6"):
         try:
             lines = (PROC / "net" / table).read_text().splitlines()[1:]
         except OSError:
             continue
         for line in lines:
             fields = line.split()
-            if len(fields) < 10 or fields[3] != LISTEN:
+            if len(fields) < 10 or (not udp and fields[3] != LISTEN):
                 continue
             if int(fields[1].rsplit(":", 1)[1], 16) == port:
                 inodes.append(int(fields[9]))
     return inodes
 
 
-def port_holder(port: int) -> ProcessInfo | None:
-    """The process holding a socket that listens on TCP ``port``, or None when none can be seen.
+def port_holder(port: int, *, udp: bool = False) -> ProcessInfo | None:
+    """The process holding a socket that listens on TCP ``port`` (UDP with ``udp``), or None when none can be seen.
 
     A forking server's workers share their parent's socket: the topmost holder is named (gunicorn's
     master, not one of its workers, which the master would replace).
     """
-    wanted = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
+    wanted = {f"socket:[{inode}]" for inode in _listening_inodes(port, udp=udp)}
     if not wanted:
         return None
     holders = set()

@@ -39,18 +39,19 @@ class Child:
     stop_signal: int = signal.SIGTERM
 
 
-def ensure_free(host: str, port: int) -> None:
+def ensure_free(host: str, port: int, *, udp: bool = False) -> None:
     """Raise PortInUseError, naming the process that holds it, when ``host:port`` cannot be listened on."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
+    with socket.socket(family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAIT is no obstacle
         try:
             probe.bind((host, port))
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
-            holder = port_holder(port)
+            holder = port_holder(port, udp=udp)
             where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+            where += "/udp" if udp else ""
             if holder is None:
                 raise PortInUseError(
                     f"{where} is already in use by a process this user cannot see; stop it or choose another port"

@@ -88,6 +88,30 @@ def start_simulator(keys):
     return SimulatorThread(devices).start()
 
 
+def start_rig_at(keys, *, network: str, attempts: int = 5):
+    """Demo-rig devices as a venue has them: each on an address of its own (``<network>.<octet>``, the rig's
+    octets) and all on one port, a free one (what a scan probes), values frozen. Returns (simulator, port)."""
+    import socket
+
+    from micboard.simulators import make_device
+    from micboard.simulators.engine import SimulatorBindError, SimulatorThread
+    from micboard.simulators.rig import rig_device
+
+    rigs = [rig_device(k) for k in keys]
+    for _ in range(attempts):
+        with socket.socket() as probe:
+            probe.bind((f"{network}.{rigs[0].octet}", 0))
+            port = probe.getsockname()[1]
+        devices = [
+            make_device(r, host=f"{network}.{r.octet}", port=port, dynamics=False, calculating_seconds=0) for r in rigs
+        ]
+        try:
+            return SimulatorThread(devices).start(), port
+        except SimulatorBindError:
+            continue  # another process took the port on one of the addresses meanwhile
+    raise AssertionError(f"no port free on every address of {network}.x after {attempts} tries")
+
+
 def receivers_for(sim, keys):
     """Receivers pointing at the simulator's devices, named and modelled as in the demo rig."""
     from micboard.simulators.rig import rig_device
@@ -96,7 +120,8 @@ def receivers_for(sim, keys):
     for key in keys:
         rig = rig_device(key)
         host, port = sim.address(key)
-        out[key] = make_receiver(name=rig.name, model=rig.model, host=host, port=port, driver=rig.driver)
+        extras = getattr(sim.device(key), "receiver_options", dict)()  # e.g. a System API device id and pin
+        out[key] = make_receiver(name=rig.name, model=rig.model, host=host, port=port, driver=rig.driver, **extras)
     return out
 
 

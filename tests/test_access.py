@@ -14,6 +14,7 @@ from micboard.models import Group, KioskLink, Scene
 from micboard.services import (
     BoardService,
     DeviceService,
+    DiscoveryService,
     GroupService,
     KioskService,
     PollOutcome,
@@ -422,8 +423,9 @@ def test_every_crew_view_refuses_strangers_and_every_write_refuses_viewers_and_k
     link = KioskService.create(name="Wall")
     scene = SceneService.create_scene(name="Act 1")
     band = rig.channels.get(number=1).group_slots.get().group
+    scan = DiscoveryService.request_discovery(scope="127.0.0.0/30")
     urls = crew_urls({"channel": rig.channels.get(number=1).pk, "scene": scene.pk, "group": band.pk,
-                      "slot": band.pk, "kiosk": link.pk})
+                      "slot": band.pk, "kiosk": link.pk, "discovery": scan.pk})
     assert len(urls) > 20
     anonymous, no_role, viewer = Client(), client_for("none"), client_for("viewer")
     kiosk, _ = open_kiosk(link)

@@ -74,7 +74,7 @@ ADMIN_PAGES = {
     "assignment": (200, "Maya"),
     "group": (200, "Band"),
     "realtimeconnection": (403, "Band Rack"),  # created with the receiver
-    "discoverytask": (200, "10.0.0.0/24"),
+    "discoverytask": (302, "10.0.0.0/24"),  # scans start on the discovery page
     "auditentry": (403, "Band Rack (ULXD4D)"),  # written by the system
     "kiosklink": (200, "FOH tablet Band Active"),
     "show": (403, "Summer Gala"),  # one row: added once, then edited
@@ -140,7 +140,8 @@ def test_duplicate_receiver_address_is_a_form_error(admin_client, receiver):
         },
     )
     assert response.status_code == 200
-    assert "already exists" in response.content.decode()
+    assert f"is the same device as “{receiver.name}”" in response.content.decode()
+    assert not Receiver.objects.filter(name="Clash").exists()
 
 
 def test_bulk_enable_and_disable_alerts(admin_client, receiver):
@@ -212,9 +213,12 @@ def test_group_editing_with_blank_spacers(admin_client, receiver):
     assert [s.channel_id for s in group.slots.all()] == [ch2.pk, None, ch1.pk]
 
 
-def test_discovery_task_form_rejects_a_bad_range(admin_client):
-    response = admin_client.post(reverse("admin:micboard_discoverytask_add"), {"scope": "everything"})
-    assert response.status_code == 200 and "is not a network range" in response.content.decode()
+def test_a_scan_is_started_on_the_discovery_page_and_reviewed_from_the_admin(admin_client):
+    response = admin_client.get(reverse("admin:micboard_discoverytask_add"))
+    assert response.status_code == 302 and response["Location"] == reverse("discovery")
+    task = DiscoveryService.request_discovery(scope="10.0.0.0/24")
+    page = admin_client.get(reverse("admin:micboard_discoverytask_change", args=[task.pk])).content.decode()
+    assert reverse("discovery-task", args=[task.pk]) in page
 
 
 # --- Changing a receiver's model (channels it no longer has go only when confirmed) ---

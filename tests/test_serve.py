@@ -197,3 +197,20 @@ def test_the_load_client_runs_against_the_served_stack_and_samples_its_memory(se
         assert f"{role}" in result.stdout, role
     served.process.send_signal(signal.SIGTERM)
     assert served.process.wait(timeout=30) == 0
+
+
+def test_a_taken_udp_port_names_its_holder_too():
+    """The demo's UDP receivers (UHF-R, Sennheiser SSC) are checked like the TCP ones before anything starts."""
+    import os
+    import socket
+
+    from micboard.exceptions import PortInUseError
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        ensure_free("127.0.0.1", port)  # the TCP port of the same number is free
+        with pytest.raises(PortInUseError) as caught:
+            ensure_free("127.0.0.1", port, udp=True)
+    assert f"127.0.0.1:{port}/udp is already in use by pid {os.getpid()} (" in str(caught.value)
+    ensure_free("127.0.0.1", port, udp=True)

@@ -221,6 +221,8 @@ def failure(sim, *, timeout: float = 0.6) -> tuple[DriverError, float]:
 def test_poll_reads_every_reading_kind_and_stops_metering(sim):
     reading = read(sim)
     assert reading.family == "uhfr" and reading.latency_ms is not None
+    # The unit's MAC (asked, never waited for) is its identity: discovery knows it again at a new address.
+    assert (reading.model, reading.device_id) == ("UR4D", sim.device("uhfr").mac_address)
     choir, guest = reading.channels[1], reading.channels[2]
     assert (choir.name, guest.name) == ("Choir L", "Guest HH")  # sent as Choir_L, Guest_HH
     assert (choir.frequency_khz, guest.frequency_khz) == (584250, 586125)

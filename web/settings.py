@@ -17,6 +17,7 @@ from pathlib import Path
 import dj_database_url
 import redis
 
+from micboard.drivers.multicast import check_interface
 from micboard.exceptions import ConfigurationError
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -381,6 +382,34 @@ MICBOARD_PEAK_DBFS = env_levels("MICBOARD_PEAK_DBFS")
 # Shure System API servers: a CA file (PEM) to verify their certificates with. A receiver may instead pin its
 # server's certificate (SHA-256 fingerprint in its settings). TLS is never verified "off".
 MICBOARD_SYSTEM_API_CA_FILE = os.environ.get("MICBOARD_SYSTEM_API_CA_FILE", "")
+
+
+def _discovery_ports(raw: str) -> dict[str, int]:
+    """``MICBOARD_DISCOVERY_PORTS``: "driver=port,..." (a System API server installed on another port, say)."""
+    ports: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        key, _, value = item.partition("=")
+        if not key.strip() or not value.strip().isdigit() or not 0 < int(value) < 65536:
+            raise ConfigurationError(f"MICBOARD_DISCOVERY_PORTS takes driver=port pairs, got {item!r}")
+        ports[key.strip()] = int(value)
+    return ports
+
+
+# Discovery (README "Discovery"): multicast (SLP, mDNS) goes out on the interface with this address only,
+# with this TTL: 127.0.0.1 and 0 keep it on this machine (the demo and the tests); a venue sets its own
+# address and 1 (the local segment). A scan listens for announcements this long, then probes its range with
+# at most this many probes at once, each within the time-out.
+MICBOARD_DISCOVERY_INTERFACE, MICBOARD_DISCOVERY_TTL = check_interface(
+    os.environ.get("MICBOARD_DISCOVERY_INTERFACE", "127.0.0.1"), int(env_float("MICBOARD_DISCOVERY_TTL", 0, minimum=0))
+)
+MICBOARD_DISCOVERY_LISTEN_SECONDS = env_float("MICBOARD_DISCOVERY_LISTEN_SECONDS", 3.0, minimum=0)
+MICBOARD_DISCOVERY_CONCURRENCY = int(env_float("MICBOARD_DISCOVERY_CONCURRENCY", 64, minimum=1))
+MICBOARD_DISCOVERY_TIMEOUT = env_float("MICBOARD_DISCOVERY_TIMEOUT", 1.5, minimum=0.2)
+MICBOARD_DISCOVERY_PORTS = _discovery_ports(os.environ.get("MICBOARD_DISCOVERY_PORTS", ""))
+MICBOARD_DISCOVERY_SLP_PORT = int(env_float("MICBOARD_DISCOVERY_SLP_PORT", 8427, minimum=1))
+MICBOARD_DISCOVERY_MDNS_PORT = int(env_float("MICBOARD_DISCOVERY_MDNS_PORT", 5353, minimum=1))
+# micboard's dcid.json (Shure's DCID map) for the models of real devices' SLP announcements.
+MICBOARD_DCID_FILE = os.environ.get("MICBOARD_DCID_FILE", "")
 # A query at least this long is flagged as slow by micboard.query_optimization.QueryAnalyzer (tests, make bench).
 MICBOARD_SLOW_QUERY_MS = env_float("MICBOARD_SLOW_QUERY_MS", 100.0, minimum=1.0)
 

@@ -5,7 +5,7 @@ from django.urls import include, path
 from django.utils.functional import lazy
 from django.views.generic import RedirectView
 
-from web import access_views, battery_views, ops_views, scenes_views, sheet_views, views
+from web import access_views, battery_views, discovery_views, ops_views, scenes_views, sheet_views, views
 
 urlpatterns = [
     path("", views.board, name="board"),
@@ -49,6 +49,13 @@ urlpatterns = [
     path("groups/<int:pk>/tiles/<int:slot>/remove/", scenes_views.slot_remove, name="slot-remove"),
     path("groups/<int:pk>/paste/", scenes_views.group_paste, name="group-paste"),
     path("groups/<int:pk>/paste/apply/", scenes_views.group_paste_apply, name="group-paste-apply"),
+    path("discovery/", discovery_views.discovery, name="discovery"),
+    path("discovery/scan/", discovery_views.discovery_start, name="discovery-start"),
+    path("discovery/<int:pk>/", discovery_views.discovery_task, name="discovery-task"),
+    path("discovery/<int:pk>/progress/", discovery_views.discovery_progress, name="discovery-progress"),
+    path("discovery/<int:pk>/cancel/", discovery_views.discovery_cancel, name="discovery-cancel"),
+    path("discovery/found/<int:pk>/add/", discovery_views.discovery_add, name="discovery-add"),
+    path("discovery/found/<int:pk>/update/", discovery_views.discovery_update, name="discovery-update"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

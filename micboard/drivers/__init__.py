@@ -30,6 +30,7 @@ PollFunction = Callable[..., Awaitable[ReceiverReading]]
 DRIVERS: dict[str, str] = {
     "shure_tcp": "micboard.drivers.shure.poll",
     "shure_uhfr": "micboard.drivers.uhfr.poll",
+    "shure_system_api": "micboard.drivers.system_api.poll",
     "sennheiser_ssc": "micboard.drivers.ssc.poll",
 }
 DRIVER_LABELS: dict[str, str] = {
@@ -41,6 +42,7 @@ DRIVER_LABELS: dict[str, str] = {
 LINKS: dict[str, str] = {
     "shure_tcp": "micboard.drivers.shure.ShureLink",
     "shure_uhfr": "micboard.drivers.uhfr.UhfrLink",
+    "shure_system_api": "micboard.drivers.system_api.SystemApiLink",
     "sennheiser_ssc": "micboard.drivers.ssc.SscLink",
 }
 

@@ -23,11 +23,13 @@ class DeviceModel:
     default_port: int
     is_iem: bool = False
     label: str = ""  # human name, e.g. "Sennheiser EW-DX EM 4 Dante"
+    transport: str = "tcp"  # "tcp" or "udp": what the device listens on (port checks, discovery)
 
 
 SPEC_MODULES: tuple[str, ...] = (
     "micboard.drivers.shure_spec",
     "micboard.drivers.uhfr_spec",
+    "micboard.drivers.system_api_spec",
     "micboard.drivers.ssc_spec",
 )
 

@@ -22,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import queue
 import socket
 import threading
 from dataclasses import dataclass, field
 
 from micboard.exceptions import AddressResolutionError
 
-__all__ = ["is_ip_literal", "lookups_in_flight", "resolve_host"]
+__all__ = ["is_ip_literal", "lookups_in_flight", "resolve_host", "resolve_host_blocking"]
 
 _Outcome = tuple[tuple[str, ...], str]  # (addresses, error text); exactly one of them is empty
 
@@ -115,6 +116,33 @@ async def resolve_host(host: str, *, timeout: float) -> tuple[str, ...]:
     finally:
         with _lock, contextlib.suppress(ValueError):
             lookup.waiters.remove((loop, future))
+    if error:
+        raise AddressResolutionError(
+            f"cannot resolve host name {host}: {error}; check the name and the DNS server, "
+            "or use the receiver's IP address"
+        )
+    return addresses
+
+
+def resolve_host_blocking(host: str, *, timeout: float) -> tuple[str, ...]:
+    """:func:`resolve_host` for synchronous code (setup forms, services): the lookup runs in a daemon thread.
+
+    Raises:
+        AddressResolutionError: the name did not resolve within ``timeout``, or does not resolve at all.
+    """
+    if is_ip_literal(host):
+        return (host,)
+    outcome: queue.SimpleQueue[_Outcome] = queue.SimpleQueue()
+    threading.Thread(
+        target=lambda: outcome.put(_getaddrinfo(host)), name=f"micboard-resolve-{host[:40]}", daemon=True
+    ).start()
+    try:
+        addresses, error = outcome.get(timeout=max(0.0, timeout))
+    except queue.Empty:
+        raise AddressResolutionError(
+            f"could not resolve host name {host} within {timeout:g} s: "
+            "check the DNS server or use the receiver's IP address"
+        ) from None
     if error:
         raise AddressResolutionError(
             f"cannot resolve host name {host}: {error}; check the name and the DNS server, "

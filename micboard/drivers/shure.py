@@ -204,7 +204,10 @@ class _Session(asyncio.Protocol):
                 return
             self._changed.clear()
             try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+                # arrives as the event fires, and a cancelled link would keep running.
+                async with asyncio.timeout(remaining):
+                    await self._changed.wait()
             except TimeoutError:
                 return
 
@@ -227,7 +230,8 @@ class _Session(asyncio.Protocol):
             self.closing = True
             self.transport.close()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._lost), CLOSE_SECONDS)
+            async with asyncio.timeout(CLOSE_SECONDS):
+                await asyncio.shield(self._lost)
         if not self._lost.done():
             self.transport.abort()
 
@@ -277,7 +281,8 @@ async def _connect(host: str, port: int, timeout: float, deadline: float, sessio
         if remaining <= 0:
             break
         try:
-            await asyncio.wait_for(loop.create_connection(lambda: session, address, port), remaining)
+            async with asyncio.timeout(remaining):
+                await loop.create_connection(lambda: session, address, port)
         except TimeoutError:
             error = None  # the deadline passed: reported below
             break

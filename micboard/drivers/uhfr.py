@@ -262,8 +262,10 @@ CHANNEL_FACTS: dict[str, tuple[str, Callable[[str], Any]]] = {
     spec.TX_BAT_TYPE: ("battery_type", _battery_type),
     spec.MUTE: ("audio_muted", _on_off),
 }
-# Device-level REPORTs are seen only over sNet (UDP 2201) [U]; read if a unit sends them here.
-DEVICE_FACTS = {"MODEL_NAME": "model", "SW_VERSION": "firmware", "FREQ_BAND": "rf_band"}
+# Device-level REPORTs are seen only over sNet (UDP 2201) [U]; asked once per exchange and read if a unit
+# answers them here, never waited for. MAC_ADDR, when answered, is the unit's identity (discovery matches a
+# moved receiver by it).
+DEVICE_FACTS = {"MODEL_NAME": "model", "SW_VERSION": "firmware", "FREQ_BAND": "rf_band", "MAC_ADDR": "device_id"}
 
 
 @dataclass(slots=True)
@@ -321,6 +323,7 @@ class UhfrState:
         """A fresh reading of everything applied so far; a peak since the previous reading shows once."""
         reading = ReceiverReading(
             family=spec.FAMILY,
+            device_id=self.device.get("device_id"),
             model=self.device.get("model"),
             firmware=self.device.get("firmware"),
             rf_band=self.device.get("rf_band"),
@@ -564,6 +567,9 @@ class _Exchange:
 
     def ask(self, *, missing_only: bool = False) -> None:
         state = self.endpoint.state
+        if not missing_only:
+            for prop in DEVICE_FACTS:
+                self.endpoint.send(f"{spec.VERB_GET} {prop}")
         for n in self.channels:
             for prop in spec.READ_PROPS:
                 if not (missing_only and (n, prop) in state.answered):

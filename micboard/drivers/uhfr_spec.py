@@ -112,8 +112,8 @@ AUDIO_LEDS = 8
 AUDIO_PEAK_BIT = 0x80
 
 MODELS: tuple[DeviceModel, ...] = (
-    DeviceModel("UR4S", "Shure", DRIVER, FAMILY, 1, DEFAULT_PORT, label="Shure UHF-R UR4S"),
-    DeviceModel("UR4D", "Shure", DRIVER, FAMILY, 2, DEFAULT_PORT, label="Shure UHF-R UR4D"),
+    DeviceModel("UR4S", "Shure", DRIVER, FAMILY, 1, DEFAULT_PORT, label="Shure UHF-R UR4S", transport="udp"),
+    DeviceModel("UR4D", "Shure", DRIVER, FAMILY, 2, DEFAULT_PORT, label="Shure UHF-R UR4D", transport="udp"),
 )
 
 

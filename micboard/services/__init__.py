@@ -4,6 +4,7 @@ from micboard.services.battery import BatteryService
 from micboard.services.board import BoardService
 from micboard.services.board_order import BoardOrderService
 from micboard.services.devices import DeviceService, PollOutcome, PollTarget
+from micboard.services.discovery import DiscoveryService
 from micboard.services.groups import GroupEditService
 from micboard.services.health import ConnectionHealthService
 from micboard.services.kiosk import KioskService
@@ -11,7 +12,6 @@ from micboard.services.roles import RoleService
 from micboard.services.scenes import SceneService, SceneSwitch
 from micboard.services.setup import (
     AssignmentService,
-    DiscoveryService,
     GroupService,
     LocationService,
     ManufacturerService,

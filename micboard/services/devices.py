@@ -39,6 +39,7 @@ from micboard.models import (
     next_board_position,
 )
 from micboard.query_optimization import QueryOptimizer, bulk_create
+from micboard.services.addresses import clean_host, resolved_addresses
 from micboard.services.board import BoardService
 from micboard.services.health import ConnectionHealthService
 from micboard.status import compute_status
@@ -206,16 +207,23 @@ class DeviceService:
         remote_id: str = "",
         api_key: str = "",
         tls_fingerprint: str = "",
+        device_id: str = "",
     ) -> Receiver:
         """Create a receiver with its channels and its connection record.
 
         Args:
             port: default: the port the model's devices listen on.
             manufacturer: default: the model's maker (created if missing).
+            device_id: the device's own id when known (discovery): no other receiver may have it.
         Raises:
-            ConfigurationError: the driver does not read such a model.
+            ConfigurationError: the driver does not read such a model; the host is not an IP address or a
+                resolvable name; another receiver is the same device (see ``check_address``).
         """
         entry = DeviceService.catalog_entry(model=model, driver=driver)
+        port = entry.default_port if port is None else port
+        host = DeviceService.check_address(
+            host=host, port=port, driver=driver, remote_id=remote_id, device_id=device_id
+        )
         if manufacturer is None:
             manufacturer, _ = Manufacturer.objects.get_or_create(
                 name=entry.manufacturer, defaults={"slug": entry.manufacturer.lower()}
@@ -224,7 +232,7 @@ class DeviceService:
             name=name,
             model=entry.model,
             host=host,
-            port=entry.default_port if port is None else port,
+            port=port,
             manufacturer=manufacturer,
             location=location,
             driver=driver,
@@ -232,9 +240,52 @@ class DeviceService:
             remote_id=remote_id,
             api_key=api_key,
             tls_fingerprint=tls_fingerprint,
+            device_id=device_id,
         )
         DeviceService.sync_channels(receiver=receiver)
         return receiver
+
+    @staticmethod
+    def check_address(
+        *, host: str, port: int, driver: str, remote_id: str = "", device_id: str = "", exclude_pk: int | None = None
+    ) -> str:
+        """Refuse an address no receiver can have, or a device another receiver already is.
+
+        Two receivers are one device when their hosts resolve to a common address on the same port (and,
+        behind a System API server, the same ``remote_id``), or when they have the same non-empty device id
+        under the same driver. Host names are resolved (each within the poll time-out); another receiver's
+        name that does not resolve now cannot be compared and is passed over.
+
+        Args:
+            exclude_pk: the receiver being edited.
+        Returns:
+            The host as stored (see ``micboard.services.addresses.clean_host``).
+        Raises:
+            ConfigurationError: what is wrong, in words for the crew.
+        """
+        host = clean_host(host)
+        timeout = settings.MICBOARD_POLL_TIMEOUT
+        mine = resolved_addresses(host, timeout=timeout)
+        others = Receiver.objects.filter(port=port, remote_id=remote_id or "").exclude(pk=exclude_pk)
+        for other in others.only("pk", "name", "host", "port").order_by("pk"):
+            if other.host.lower() != host.lower():
+                try:
+                    if not resolved_addresses(other.host, timeout=timeout) & mine:
+                        continue
+                except ConfigurationError:
+                    continue
+            raise ConfigurationError(
+                f"{host}:{port} is the same device as “{other.name}” ({other.host}:{other.port}): "
+                "a receiver is added once."
+            )
+        if device_id:
+            twin = Receiver.objects.filter(driver=driver, device_id=device_id).exclude(pk=exclude_pk).first()
+            if twin is not None:
+                raise ConfigurationError(
+                    f"“{twin.name}” ({twin.address}) is already the device with id {device_id}: "
+                    "a receiver is added once; change its address if the device moved."
+                )
+        return host
 
     @staticmethod
     def catalog_entry(*, model: str, driver: str) -> DeviceModel:
@@ -324,14 +375,29 @@ class DeviceService:
         Returns:
             The saved receiver.
         Raises:
-            ConfigurationError: unknown model.
+            ConfigurationError: unknown model; a new or changed address that ``check_address`` refuses.
             ChannelRemovalError: the change removes channels and ``confirm_removal`` is False;
                 nothing is saved.
         """
         previous = None
+        stored = None
         if receiver.pk is not None:
-            previous = (
-                Receiver.objects.select_for_update().filter(pk=receiver.pk).values_list("model", flat=True).first()
+            stored = (
+                Receiver.objects.select_for_update()
+                .filter(pk=receiver.pk)
+                .values("model", "host", "port", "driver", "remote_id")
+                .first()
+            )
+            previous = stored["model"] if stored else None
+        where = {
+            "host": receiver.host,
+            "port": receiver.port,
+            "driver": receiver.driver,
+            "remote_id": receiver.remote_id,
+        }
+        if stored is None or any(stored[k] != v for k, v in where.items()):  # new, or its address changed
+            receiver.host = DeviceService.check_address(
+                **where, device_id=receiver.device_id if stored else "", exclude_pk=receiver.pk
             )
         removed = DeviceService.channel_removal(receiver=receiver)
         receiver.model = DeviceService.catalog_entry(model=receiver.model, driver=receiver.driver).model

@@ -1,9 +1,8 @@
-"""Setup services: performers and assignments, locations, manufacturers, discovery."""
+"""Setup services: performers and assignments, locations, manufacturers (discovery: ``micboard.services.discovery``)."""
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -11,12 +10,11 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 
-from micboard.exceptions import AssignmentConflictError, ConfigurationError, DeviceNotFoundError, DiscoveryError
+from micboard.exceptions import AssignmentConflictError, ConfigurationError, DeviceNotFoundError
 from micboard.metrics import track_service_metrics
 from micboard.models import (
     Assignment,
     Channel,
-    DiscoveryTask,
     Group,
     GroupSlot,
     Location,
@@ -491,31 +489,3 @@ class ManufacturerService:
         DeviceService.request_poll(receivers=receivers)
         BoardService.bump_version_on_commit()
         return len(receivers)
-
-
-class DiscoveryService:
-    @staticmethod
-    def request_discovery(*, scope: str, requested_by=None) -> DiscoveryTask:
-        """Record a discovery request for a network range.
-
-        Raises:
-            DiscoveryError: the scope is not an IPv4/IPv6 network, or is too large to scan.
-        """
-        return DiscoveryTask.objects.create(
-            scope=DiscoveryService.normalize_scope(scope=scope), requested_by=requested_by
-        )
-
-    @staticmethod
-    def normalize_scope(*, scope: str) -> str:
-        """Return the scope as a network in CIDR form.
-
-        Raises:
-            DiscoveryError: not a network range, or larger than a /20.
-        """
-        try:
-            network = ipaddress.ip_network(scope.strip(), strict=False)
-        except ValueError as exc:
-            raise DiscoveryError(f"{scope!r} is not a network range like 192.168.1.0/24") from exc
-        if network.num_addresses > 4096:
-            raise DiscoveryError(f"{network} has {network.num_addresses} addresses; scan at most a /20")
-        return str(network)

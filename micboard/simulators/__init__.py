@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 SIMULATORS: dict[str, str] = {
     "shure_tcp": "micboard.simulators.shure_tcp.SimulatedShureDevice",
     "shure_uhfr": "micboard.simulators.uhfr.SimulatedUhfrDevice",
+    "shure_system_api": "micboard.simulators.system_api.SimulatedSystemApiDevice",
     "sennheiser_ssc": "micboard.simulators.ssc.SimulatedSscDevice",
 }
 

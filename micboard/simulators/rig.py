@@ -36,7 +36,7 @@ class RigDevice:
     location: str
     channels: tuple[RigChannel, ...] = field(default_factory=tuple)
     driver: str = "shure_tcp"  # key in micboard.drivers.DRIVERS; picks the simulator (see make_device)
-    listen_port: int = SIM_PORT  # the port on 127.0.0.<octet>
+    base_port: int = SIM_PORT  # the device's port on Linux (its protocol's default); base_port + octet elsewhere
 
     @property
     def host(self) -> str:
@@ -44,7 +44,7 @@ class RigDevice:
 
     @property
     def port(self) -> int:
-        return self.listen_port if sys.platform.startswith("linux") else SIM_PORT + self.octet
+        return self.base_port if sys.platform.startswith("linux") else self.base_port + self.octet
 
 
 DEMO_RIG: tuple[RigDevice, ...] = (
@@ -134,6 +134,41 @@ DEMO_RIG: tuple[RigDevice, ...] = (
         ),
         driver="shure_uhfr",
     ),
+    # Three devices behind one simulated Shure SystemAPI Server (HTTPS 127.0.0.23:10000): one Receiver each,
+    # named by its device id on the server. No frequencies: the System API has none.
+    RigDevice(
+        key="keynote",
+        name="Keynote pack",
+        model="ULXD6",
+        device_id="0b5e6c1a-0000-11dd-a000-000edd230002",
+        octet=23,
+        location="Conference stage",
+        channels=(RigChannel("Keynote", "Alex Morgan", "ULXD6", "LION", 74),),
+        driver="shure_system_api",
+        base_port=10000,
+    ),
+    RigDevice(
+        key="qa",
+        name="Q&A handheld",
+        model="ULXD8",
+        device_id="0b5e6c1a-0000-11dd-a000-000edd230003",
+        octet=23,
+        location="Conference stage",
+        channels=(RigChannel("Q&A Mic", "Audience", "ULXD8", "LION", 31),),
+        driver="shure_system_api",
+        base_port=10000,
+    ),
+    RigDevice(
+        key="adtd",
+        name="PSM Conference",
+        model="ADTD",
+        device_id="ddb03a46-0000-11dd-a000-000edd230001",
+        octet=23,
+        location="Conference rack",
+        channels=(RigChannel("Host IEM", "Alex Morgan IEM"), RigChannel("Panel IEM", "Panel mix")),
+        driver="shure_system_api",
+        base_port=10000,
+    ),
     RigDevice(
         key="ewdx",
         name="EW-DX Panel",
@@ -148,7 +183,7 @@ DEMO_RIG: tuple[RigDevice, ...] = (
             RigChannel("PANEL 3", "Ben Carter", "SKM", "ALKA", 18, 521600),
         ),
         driver="sennheiser_ssc",
-        listen_port=SSC_DEMO_PORT,
+        base_port=SSC_DEMO_PORT,
     ),
 )
 
@@ -163,6 +198,7 @@ DEMO_GROUPS: tuple[tuple[str, tuple[tuple[str, int] | None, ...]], ...] = (
         (("ad", 1), ("ad", 2), ("ad", 3), ("ad", 4), None, ("ad4d", 1), ("ad4d", 2), ("slxd", 1), ("slxd", 2)),
     ),
     ("Side stage", (("uhfr", 1), ("uhfr", 2))),
+    ("Conference", (("keynote", 1), ("qa", 1), None, ("adtd", 1), ("adtd", 2))),
     (  # Sennheiser beside Shure: the EW-DX panel mics and the Axient hosts
         "Panel",
         (("ewdx", 1), ("ewdx", 2), ("ewdx", 3), ("ewdx", 4), None, ("ad4d", 1), ("ad4d", 2)),

@@ -29,6 +29,7 @@ import logging
 import random
 import re
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -96,6 +97,9 @@ class SimulatedUhfrDevice(SimulatedDevice):
         except KeyError:
             raise ValueError(f"{rig.key}: {rig.model!r} is not a UHF-R model (UR4S, UR4D)") from None
         self.model = entry.model
+        # [U] the MAC as sNet reports it; Shure's OUI 00:0E:DD, the rest from the device id (stable per unit).
+        tail = zlib.crc32(rig.device_id.encode()) & 0xFFFFFF
+        self.mac_address = "00:0E:DD:" + ":".join(f"{(tail >> s) & 0xFF:02X}" for s in (16, 8, 0))
         super().__init__(rig, channels=entry.channels, family=spec.FAMILY, default_tx="UR2", **options)
         self.name_width = spec.NAME_MAX
         self.name_chars = NAME_CHARS - {"*", spec.NAME_SPACE}  # "*" frames messages, "_" carries spaces
@@ -141,7 +145,11 @@ class SimulatedUhfrDevice(SimulatedDevice):
         self._forget_senders()
 
     def _reported_values(self) -> dict[tuple[int, str], str]:
-        values = {(0, "MODEL_NAME"): self.model, **{(0, key): value for key, value in _DEVICE_VALUES.items()}}
+        values = {
+            (0, "MODEL_NAME"): self.model,
+            (0, "MAC_ADDR"): self.mac_address,
+            **{(0, key): value for key, value in _DEVICE_VALUES.items()},
+        }
         for ch in self.channels:
             values.update(((ch.number, prop), value) for prop, value in self._channel_values(ch).items())
         return values

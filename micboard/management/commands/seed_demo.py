@@ -21,7 +21,10 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         channels = {}
         for device in DEMO_RIG:
-            receiver = Receiver.objects.filter(host=device.host, port=device.port).first()
+            extras = _extras(device)
+            receiver = Receiver.objects.filter(
+                host=device.host, port=device.port, remote_id=extras.get("remote_id", "")
+            ).first()
             if receiver is None:
                 receiver = DeviceService.create_receiver(
                     name=device.name,
@@ -30,6 +33,7 @@ class Command(BaseCommand):
                     host=device.host,
                     port=device.port,
                     location=LocationService.get_or_create_location(name=device.location),
+                    **extras,
                 )
                 self.stdout.write(f"  added {receiver} at {receiver.address}")
             DeviceService.sync_channels(receiver=receiver)
@@ -63,3 +67,13 @@ class Command(BaseCommand):
         path.write_text(password + "\n")
         path.chmod(0o600)
         return password
+
+
+def _extras(device) -> dict[str, str]:
+    """A System API device's receiver names it on its server and trusts that server's certificate, which the
+    simulator keeps in the data directory (made here when the demo is seeded first)."""
+    if device.driver != "shure_system_api":
+        return {}
+    from micboard.simulators.system_api import TLS_FOLDER, receiver_options
+
+    return receiver_options(device, tls_dir=settings.DATA_DIR / TLS_FOLDER)

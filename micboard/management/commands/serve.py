@@ -16,6 +16,7 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from micboard.drivers.catalog import device_model
 from micboard.exceptions import PortInUseError
 from micboard.simulators.engine import DEFAULT_CONTROL_PORT
 from micboard.simulators.rig import DEMO_RIG
@@ -77,12 +78,16 @@ class Command(BaseCommand):
     def handle(self, *args, host: str, port: int, workers: int, threads: int, demo: bool, speed: float, **options):
         if workers < 1 or threads < 1:
             raise CommandError("--workers and --threads must be at least 1")
-        addresses = [(host, port)]
+        addresses = {(host, port, False)}
         if demo:
-            addresses += [(device.host, device.port) for device in DEMO_RIG] + [("127.0.0.1", DEFAULT_CONTROL_PORT)]
+            addresses |= {
+                (device.host, device.port, device_model(device.model, driver=device.driver).transport == "udp")
+                for device in DEMO_RIG
+            }
+            addresses.add(("127.0.0.1", DEFAULT_CONTROL_PORT, False))
         try:
-            for address in addresses:
-                ensure_free(*address)
+            for address_host, address_port, udp in sorted(addresses):
+                ensure_free(address_host, address_port, udp=udp)
         except PortInUseError as exc:
             raise CommandError(str(exc)) from None
         # In a process of its own: the supervisor, which lives as long as the server, keeps none of its memory.

@@ -16,6 +16,7 @@ Examples::
     simctl rf-mode ad quadversity   simctl rf-mode ad fd-c              simctl rf-mode ad standard
     simctl end-subscriptions ewdx   (Sennheiser SSC: every subscription ends with 310)
     simctl snapshot ulxd
+    simctl list-shape keynote array  (relay / array / items: how the System API server lists its devices)
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "frequency": ("set_frequency", ("channel", "khz")),
     "antennas": ("set_antennas", ("channel", "status")),
     "rf-mode": ("set_rf_mode", ("mode",)),
+    # System API devices only: a receiver channel's mute, and the shape of the server's device list.
+    "audio-mute": ("audio_mute", ("channel", "on")),
+    "list-shape": ("list_shape", ("shape",)),
     "end-subscriptions": ("end_subscriptions", ()),
 }
 _WHOLE = ("db", "khz")  # signed whole numbers

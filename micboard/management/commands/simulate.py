@@ -1,8 +1,10 @@
 """``python manage.py simulate``: run the demo rig's simulated receivers (each family's, see make_device).
 
-One simulated device per ``DEMO_RIG`` entry, each on its own address (127.0.0.x:2202 on Linux,
-127.0.0.1:22xx elsewhere, see ``RigDevice.host``/``.port``), plus a JSON-lines control server that
-``python manage.py simctl`` talks to. Runs until SIGINT/SIGTERM.
+One simulated device per ``DEMO_RIG`` entry, each on its own address (127.0.0.x on its protocol's port on
+Linux, 127.0.0.1 with a port per octet elsewhere, see ``RigDevice.host``/``.port``; the System API devices
+share one HTTPS server), plus a JSON-lines control server that ``python manage.py simctl`` talks to, and the
+devices' discovery announcements (SLP, mDNS) on the loopback interface with TTL 0
+(``micboard.simulators.announce``). Runs until SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ import asyncio
 import contextlib
 import signal
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from micboard.exceptions import DriverError
 from micboard.simulators import make_device
+from micboard.simulators.announce import Announcer, announcements_for
 from micboard.simulators.engine import DEFAULT_CONTROL_PORT, SimulatorBindError, SimulatorHub
 from micboard.simulators.rig import DEMO_RIG
 
@@ -38,6 +43,7 @@ class Command(BaseCommand):
             help=f"JSON-lines control port on 127.0.0.1 (default {DEFAULT_CONTROL_PORT}; 0 = any free port)",
         )
         parser.add_argument("--no-control", action="store_true", help="do not start the control server")
+        parser.add_argument("--no-announce", action="store_true", help="do not announce the devices (SLP, mDNS)")
         parser.add_argument(
             "--only", nargs="+", choices=keys, metavar="KEY", help=f"simulate only these devices ({', '.join(keys)})"
         )
@@ -67,22 +73,37 @@ class Command(BaseCommand):
                 dynamics=not options["no_dynamics"],
                 chaos=not options["no_chaos"],
                 calculating_seconds=options["calculating_seconds"],
+                **_family_options(rig),
             )
             for rig in rigs
         ]
         control_port = None if options["no_control"] else options["control_port"]
         hub = SimulatorHub(devices, control_port=control_port)
-        asyncio.run(self._run(hub))
+        announcer = None
+        if not options["no_announce"]:  # always on the loopback interface with TTL 0: never beyond this machine
+            shure, ssc = announcements_for(devices)
+            announcer = Announcer(
+                shure=shure, ssc=ssc, slp_port=settings.MICBOARD_DISCOVERY_SLP_PORT,
+                mdns_port=settings.MICBOARD_DISCOVERY_MDNS_PORT,
+            )  # fmt: skip
+        asyncio.run(self._run(hub, announcer))
 
     def _say(self, line: str) -> None:
         self.stdout.write(line)
         self.stdout.flush()
 
-    async def _run(self, hub: SimulatorHub) -> None:
+    async def _run(self, hub: SimulatorHub, announcer: Announcer | None = None) -> None:
         try:
             await hub.start()
         except SimulatorBindError as exc:
             raise CommandError(str(exc)) from exc
+        try:
+            if announcer is not None:
+                await announcer.start()
+                self._say(f"announcing {len(announcer.shure)} SLP and {len(announcer.ssc)} mDNS device(s) on 127.0.0.1")
+        except DriverError as exc:
+            self._say(f"not announcing the devices for discovery: {exc}")
+            announcer = None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         installed = []
@@ -102,5 +123,17 @@ class Command(BaseCommand):
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
+            if announcer is not None:
+                await announcer.stop()
             await hub.stop()
         self._say("simulator stopped")
+
+
+def _family_options(rig) -> dict:
+    """A family's own simulator settings: a System API server keeps its certificate in the data directory, so
+    the fingerprint seed_demo pinned on its receivers stays the server's across restarts."""
+    if rig.driver == "shure_system_api":
+        from micboard.simulators.system_api import TLS_FOLDER
+
+        return {"tls_dir": settings.DATA_DIR / TLS_FOLDER}
+    return {}
