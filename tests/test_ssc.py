@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from micboard.drivers.ssc import SscLink, identify, poll
+from micboard.drivers.ssc import SscLink, poll, probe
 from micboard.drivers.ssc_spec import model_from_product, read_groups, ssc_model
 from micboard.drivers.ssc_wire import (
     SscState,
@@ -33,12 +33,15 @@ from micboard.exceptions import (
     LinkDroppedError,
     ProtocolError,
 )
-from micboard.models import Channel, Receiver
+from micboard.models import Channel, DiscoveryTask, Receiver
+from micboard.services import DiscoveryService
+from micboard.simulators.announce import Announcer, AnnouncerThread, announcements_for
 from micboard.simulators.engine import SimulatorThread
 from micboard.simulators.rig import RigChannel, RigDevice
 from micboard.simulators.ssc import SimulatedSscDevice
 from micboard.status import ChannelStatus as S
-from tests.factories import Driven, receivers_for, start_simulator, use_fast_polls, wait_for
+from tasks.discovery import ScanPlan, scan
+from tests.factories import Driven, receivers_for, start_rig_at, start_simulator, use_fast_polls, wait_for
 
 EWDX2 = ssc_model("EM2")
 
@@ -381,14 +384,21 @@ def test_speechline_receivers_read_their_own_dialects(sim):
     assert [mcr.channels[n].tx_present for n in (3, 4)] == [False, False]  # no pack: "No Link"
 
 
-def test_identify_names_the_model_serial_and_channels(sim):
+def test_the_discovery_probe_names_the_model_serial_and_channels(sim):
     host, port = sim.address("em4")
-    found = asyncio.run(identify(host, port, timeout=2.0))
-    assert (found.model, found.serial, found.name) == ("EM4-DANTE", "1922000417", "Panel EM 4")
-    assert found.channel_names == ("HOST", "GUEST 1", "GUEST 2", "GUEST 3")
+    [found] = asyncio.run(probe(host, port, timeout=1.0))
+    assert (found.driver, found.model, found.device_id, found.name, found.firmware) == (
+        "sennheiser_ssc",
+        "EM4-DANTE",
+        "1922000417",
+        "Panel EM 4",
+        "4.1.0",
+    )
+    assert found.channels == ((1, "HOST"), (2, "GUEST 1"), (3, "GUEST 2"), (4, "GUEST 3")) and not found.note
     sim.set_fault("em4", "third_party_disabled")  # for a scan, a silent address is an empty one
-    with pytest.raises(ConnectionTimeoutError, match="no SSC answer"):
-        asyncio.run(identify(host, port, timeout=0.5))
+    with pytest.raises(ConnectionTimeoutError, match="no SSC answer") as silent:
+        asyncio.run(probe(host, port, timeout=0.5))
+    assert not isinstance(silent.value, DeviceSilentError) and "third-party access" in str(silent.value)
 
 
 def test_a_receiver_set_to_the_wrong_model_says_so(sim):
@@ -597,3 +607,36 @@ def test_the_board_follows_the_demo_ew_dx_over_one_live_link(settings):
             holder.stop()
         wait_for(lambda: sim.snapshot("ewdx")["subscribers"] == {}, 2, "cancel the link's subscriptions")
         sim.stop()
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_discovery_hears_the_demo_ew_dx_announce_itself_and_identifies_it():
+    sim, port = start_rig_at(["ewdx"], network="127.0.67")
+    try:
+        _, ssc = announcements_for(sim.hub.devices.values())
+        announcer = Announcer(shure=[], ssc=ssc, slp_port=_free_udp_port(), mdns_port=_free_udp_port(), every=0.2)
+        with AnnouncerThread(announcer):
+            task = DiscoveryService.request_discovery(scope="127.0.67.1/32", families=["sennheiser_ssc"])
+            plan = ScanPlan(
+                addresses=("127.0.67.1",),  # not the EW-DX's address: only its announcement can find it
+                families=("sennheiser_ssc",),
+                ports={"sennheiser_ssc": port},
+                listen_seconds=0.8,
+                slp_port=announcer.slp_port,
+                mdns_port=announcer.mdns_port,
+                timeout=1.0,
+            )
+            scan(task.pk, plan=plan)
+    finally:
+        sim.stop()
+    task = DiscoveryTask.objects.get(pk=task.pk)
+    [device] = task.devices.all()
+    assert (device.host, device.port, device.source) == ("127.0.67.21", port, "mDNS")
+    assert (device.driver, device.model, device.device_id) == ("sennheiser_ssc", "EM4-DANTE", "1922000417")
+    assert device.channels == [[1, "MOD"], [2, "PANEL 1"], [3, "PANEL 2"], [4, "PANEL 3"]]

@@ -65,6 +65,7 @@ PROBES: dict[str, str] = {
     "shure_tcp": "micboard.drivers.probes.probe_shure_tcp",
     "shure_uhfr": "micboard.drivers.probes.probe_shure_uhfr",
     "shure_system_api": "micboard.drivers.system_api.probe",
+    "sennheiser_ssc": "micboard.drivers.ssc.probe",
 }
 
 

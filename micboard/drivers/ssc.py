@@ -34,15 +34,17 @@ import ipaddress
 import itertools
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from micboard.drivers.base import ReceiverReading
+from micboard.drivers.probes import Found
 from micboard.drivers.resolver import resolve_host
 from micboard.drivers.ssc_spec import (
     CODE_NOT_FOUND,
     CODE_NOT_FOUND_ALT,
     DEFAULT_PORT,
+    DRIVER,
     IDENTITY,
     METER_REFRESH_MS,
     MIN_METER_RATE_MS,
@@ -74,7 +76,7 @@ from micboard.exceptions import (
     ProtocolError,
 )
 
-__all__ = ["DEFAULT_PORT", "SscIdentity", "SscLink", "identify", "poll"]
+__all__ = ["DEFAULT_PORT", "SscLink", "poll", "probe"]
 
 RESEND_SECONDS = 0.5  # a request unanswered this long is sent again (UDP loses datagrams)
 MAX_TRIES = 3
@@ -508,24 +510,15 @@ class SscLink:
                 next_renewal = now + renew_every
 
 
-@dataclass(frozen=True, slots=True)
-class SscIdentity:
-    """What an SSC device says it is (for discovery)."""
-
-    model: str | None  # micboard's model key, None when the product string names no model micboard reads
-    product: str | None
-    serial: str | None
-    name: str | None  # /device/name
-    firmware: str | None
-    channel_names: tuple[str | None, ...] = field(default_factory=tuple)
-
-
-async def identify(host: str, port: int = DEFAULT_PORT, *, timeout: float = 3.0) -> SscIdentity:
-    """Ask a device who it is (``/device/identity/*``, ``/device/name``), then its channels' names (discovery).
+async def probe(
+    host: str, port: int = DEFAULT_PORT, *, timeout: float = 1.5, options: Mapping[str, str] | None = None
+) -> list[Found]:
+    """Discovery (:mod:`micboard.drivers.probes`): who the device is (``/device/identity/*``, ``/device/name``),
+    then its channels' names, as one find. ``options`` are not needed (SSC v1 has no login).
 
     Raises:
-        ConnectionTimeoutError: nothing answered (over UDP, silence is all "nothing there" ever says), or the
-            port is closed (ICMP unreachable).
+        ConnectionTimeoutError: nothing answered (over UDP, silence is all an empty address ever says; the
+            message names the access setting for an announced unit), or the port is closed (ICMP unreachable).
         AddressResolutionError, ProtocolError: as :func:`poll` (something answered, but not as SSC).
     """
     loop = asyncio.get_running_loop()
@@ -537,25 +530,35 @@ async def identify(host: str, port: int = DEFAULT_PORT, *, timeout: float = 3.0)
         try:
             session.check(timeout, first)
         except DeviceSilentError:
-            raise ConnectionTimeoutError(f"{session.where}: no SSC answer within {timeout:g} s") from None
-        state = session.state
-        product = clean_text(state.value(("device", "identity", "product")))
-        spec = model_from_product(product or "")
-        names: tuple[str | None, ...] = ()
+            raise ConnectionTimeoutError(
+                f"{session.where}: no SSC answer within {timeout:g} s; {_SILENT_HINT}"
+            ) from None
+        said = session.state
+        product = clean_text(said.value(("device", "identity", "product"))) or ""
+        spec = model_from_product(product)
+        channels: tuple[tuple[int, str], ...] = ()
         if spec is not None:
             session.state = SscState(spec)
-            session.state.values.update({p: v for p, v in state.values.items() if p in IDENTITY})
             paths = tuple((f"rx{n}", "name") for n in range(1, spec.channels + 1))
             second = [session.get(paths)]
             await session.wait(deadline, lambda: session.reads_done(second))
-            names = tuple(clean_text(session.state.value(p), 32) for p in paths)
-        return SscIdentity(
-            model=spec.model if spec else None,
-            product=product,
-            serial=clean_text(state.value(("device", "identity", "serial"))),
-            name=clean_text(state.value(("device", "name"))),
-            firmware=clean_text(state.value(("device", "identity", "version")), 32),
-            channel_names=names,
-        )
+            channels = tuple((n, clean_text(session.state.value(p), 32) or "") for n, p in enumerate(paths, start=1))
+        serial = clean_text(said.value(("device", "identity", "serial"))) or ""
+        return [
+            Found(
+                driver=DRIVER,
+                model=spec.model if spec else product,
+                host=host,
+                port=port,
+                device_id=serial,
+                serial=serial,
+                name=clean_text(said.value(("device", "name"))) or "",
+                channels=channels,
+                firmware=clean_text(said.value(("device", "identity", "version")), 32) or "",
+                note=""
+                if spec
+                else f"{product or 'a device that names no product'} is not a model micboard reads over SSC",
+            )
+        ]
     finally:
         session.close()
