@@ -100,6 +100,7 @@ MODELS: tuple[DeviceModel, ...] = tuple(
         channels=m.channels,
         default_port=DEFAULT_PORT,
         label=m.label,
+        transport="udp",
     )
     for m in SSC_MODELS.values()
 )
