@@ -1,7 +1,8 @@
 """Every family and every simulator fault, through the real path: simulator -> driver -> link holder -> models.
 
-For each supported protocol, one demo-rig device runs in the simulator on an ephemeral loopback port and a
-link holder follows it (a live link where the family has one, a poll every interval where it has not).
+For each family of the demo rig (ULX-D, Axient Digital, QLX-D, SLX-D, PSM1000, UHF-R, System API, EW-DX),
+one device runs in the simulator on an ephemeral loopback port and a link holder follows it (a live link
+where the family has one, a poll every interval where it has not).
 Each fault is switched on once the receiver is online; the board must show what the crew should see
 within three poll intervals, and the receiver must come back by itself once the fault clears.
 
@@ -19,6 +20,7 @@ import time
 import pytest
 
 from micboard.drivers import DRIVERS
+from micboard.drivers.catalog import device_model
 from micboard.models import Channel, Receiver
 from micboard.simulators.engine import FAULTS
 from micboard.simulators.rig import DEMO_RIG
@@ -43,15 +45,15 @@ EXPECTED = {
 }
 
 
-def _one_device_per_driver() -> list[str]:
+def _one_device_per_family() -> list[str]:
     keys: dict[str, str] = {}
     for device in DEMO_RIG:
         if device.driver in DRIVERS:
-            keys.setdefault(device.driver, device.key)
+            keys.setdefault(device_model(device.model, driver=device.driver).family, device.key)
     return list(keys.values())
 
 
-CASES = [(key, fault) for key in _one_device_per_driver() for fault in FAULTS if fault in EXPECTED]
+CASES = [(key, fault) for key in _one_device_per_family() for fault in FAULTS if fault in EXPECTED]
 
 
 def test_the_matrix_covers_every_fault_of_the_engine():
