@@ -15,6 +15,10 @@ from micboard.models import Receiver
 from tasks.polling import run_poll_cycle
 
 
+def _counted(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
 class Command(BaseCommand):
     help = "Poll every monitored receiver once (connect per poll), store the readings and print each result."
 
@@ -31,7 +35,7 @@ class Command(BaseCommand):
                 latency = f", {reading.latency_ms:g} ms" if reading.latency_ms is not None else ""
                 self.stdout.write(
                     f"ok      {name} ({address}): {reading.model or '?'} {reading.device_id or ''}, "
-                    f"{len(reading.channels)} channels, {present} transmitters on{latency}"
+                    f"{_counted(len(reading.channels), 'channel')}, {_counted(present, 'transmitter')} on{latency}"
                 )
             else:
                 self.stdout.write(f"FAILED  {name} ({address}): {outcome.error}")
