@@ -22,6 +22,7 @@ from django.utils.html import format_html
 from micboard.exceptions import ConfigurationError
 from micboard.models import (
     MAX_BOARD_POSITION,
+    Alert,
     Assignment,
     AuditEntry,
     Channel,
@@ -555,6 +556,25 @@ class AuditEntryAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    """What the alert rules raised, newest first: read only (alerts open and resolve by themselves)."""
+
+    list_display = ["opened_at", "kind", "priority", "state", "receiver", "channel", "detail", "acknowledged_by"]
+    list_filter = ["state", "kind", "priority"]
+    list_select_related = ["receiver", "channel__receiver", "acknowledged_by"]
+    date_hierarchy = "opened_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False
 
 

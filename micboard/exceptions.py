@@ -104,3 +104,7 @@ class KioskLinkError(MicboardError):
         self.reason = reason
 class BoardOrderError(MicboardError):
     """A tile number or an order for the "All" board was refused (out of range, duplicated, unknown channel)."""
+
+
+class AlertError(MicboardError):
+    """An alert cannot make the asked transition (already acknowledged or resolved)."""

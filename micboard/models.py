@@ -12,6 +12,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.text import slugify
 
+from micboard.alerts import AlertKind
 from micboard.caching import MEDIUM, cached_property_with_ttl
 from micboard.drivers import driver_choices, model_choices
 from micboard.drivers.catalog import DeviceModel, device_model
@@ -550,3 +551,103 @@ class SceneAssignment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scene}: {self.performer} on {self.channel}"
+
+
+class AlertRule(models.Model):
+    """One assignment's own alert thresholds; an empty field keeps the default (settings MICBOARD_ALERT_*)."""
+
+    assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="alert_rule")
+    battery_bars = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(5)], help_text="Alert at or below this many bars."
+    )
+    battery_minutes = models.PositiveIntegerField(null=True, blank=True, help_text="Alert at or below this runtime.")
+    off_grace_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="A pack switched off this long while assigned alerts (planned swaps)."
+    )
+    rf_dbm = models.FloatField(
+        "RF below (dBm)", null=True, blank=True, validators=[MinValueValidator(-120), MaxValueValidator(0)]
+    )
+    rf_seconds = models.PositiveIntegerField("for (seconds)", null=True, blank=True)
+    diversity_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="One antenna alone receiving this long alerts."
+    )
+
+    def __str__(self) -> str:
+        return f"Alert rules of {self.assignment}"
+
+
+ALERT_LIVE_STATES = ("open", "acknowledged")
+
+
+class Alert(models.Model):
+    """Something the crew must act on: opened by ``AlertService.evaluate``, resolved when it clears.
+
+    A receiver-wide alert (offline) has no channel. At most one open or acknowledged alert per channel
+    (or receiver) and kind, enforced by the database, so concurrent evaluators never duplicate one.
+    """
+
+    class State(models.TextChoices):
+        OPEN = "open", "Open"
+        ACKNOWLEDGED = "acknowledged", "Acknowledged"
+        RESOLVED = "resolved", "Resolved"
+
+    receiver = models.ForeignKey(Receiver, on_delete=models.CASCADE, related_name="alerts")
+    channel = models.ForeignKey(Channel, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=20, choices=AlertKind.choices)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN)
+    priority = models.PositiveSmallIntegerField(choices=Assignment.Priority.choices, default=Assignment.Priority.NORMAL)
+    detail = models.CharField(max_length=255)
+    opened_at = models.DateTimeField()
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    acknowledged_from = models.CharField("acknowledged from screen", max_length=100, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at"]
+        indexes = [models.Index(fields=["state", "receiver"], name="alert_state_receiver")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "kind"],
+                condition=models.Q(state__in=ALERT_LIVE_STATES, channel__isnull=False),
+                name="one_live_alert_per_channel_kind",
+            ),
+            models.UniqueConstraint(
+                fields=["receiver", "kind"],
+                condition=models.Q(state__in=ALERT_LIVE_STATES, channel__isnull=True),
+                name="one_live_alert_per_receiver_kind",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        where = self.channel if self.channel_id else self.receiver
+        return f"{self.get_kind_display()} on {where} ({self.state})"
+
+
+class AlertCondition(models.Model):
+    """Since when a rule's condition holds (kept in the database so that every evaluator sees the same wait).
+
+    ``key`` is the part of the condition that must stay the same for the wait to run on (the one antenna
+    receiving); a new key restarts it.
+    """
+
+    receiver = models.ForeignKey(Receiver, on_delete=models.CASCADE, related_name="+")
+    channel = models.ForeignKey(Channel, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=20, choices=AlertKind.choices)
+    key = models.CharField(max_length=32, blank=True)
+    since = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "kind"], condition=models.Q(channel__isnull=False), name="one_condition_per_channel"
+            ),
+            models.UniqueConstraint(
+                fields=["receiver", "kind"], condition=models.Q(channel__isnull=True), name="one_condition_per_receiver"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} since {self.since:%H:%M:%S}"

@@ -11,7 +11,8 @@ bookkeeping:
   ``MICBOARD_LINK_LEASE`` seconds), claims free receivers up to its fair share (all receivers divided by
   the live holders, counted through their seats ``links:seat:<n>``), lets go of any excess so that a new
   consumer takes load, follows receivers added, removed or re-addressed in the admin, records the
-  poller's heartbeat, recomputes its channels' statuses (peaks and PREV_* windows expire with time) and
+  poller's heartbeat, recomputes its channels' statuses (peaks and PREV_* windows expire with time),
+  evaluates their alerts (``AlertService.evaluate``; a failure there is logged and the plan goes on) and
   publishes the receivers' health counts (the ``X-Micboard-Receivers`` header).
 
 At most one connection per receiver: a link is started only by the holder of its lease, and a holder
@@ -48,6 +49,7 @@ from micboard.drivers import get_driver, get_link
 from micboard.exceptions import CoordinationError, DriverError, LinkDroppedError, MicboardError
 from micboard.models import LINK_PUSH
 from micboard.services import BoardService, DeviceService, PollOutcome, PollTarget
+from micboard.services.alerts import AlertService
 from micboard.services.health import ConnectionHealthService
 
 logger = logging.getLogger("tasks.links")
@@ -369,7 +371,14 @@ class LinkHolder:
         BoardService.record_heartbeat()
         if self.held and DeviceService.refresh_statuses(receiver_ids=list(self.held)):
             BoardService.bump_version()
+        if self.held:
+            self._guarded(self._evaluate_alerts, "alert evaluation")
         ConnectionHealthService.publish_summary()
+
+    def _evaluate_alerts(self) -> None:
+        """Open and resolve the alerts of the receivers held (a failure is logged; the plan goes on)."""
+        if AlertService.evaluate(now=timezone.now(), receiver_ids=list(self.held)).changed:
+            BoardService.bump_version()
 
     def _rank(self, receiver_id: int) -> int:
         """An order of receivers of its own per holder, so that holders claiming at once rarely collide."""

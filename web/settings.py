@@ -379,6 +379,24 @@ MICBOARD_PEAK_WINDOW = env_float("MICBOARD_PEAK_WINDOW", 10, minimum=0)
 # "ulxd=-10,qlxd=-10" brings back the original micboard's ULX-D/QLX-D peak (eee >= 40). Family names: see
 # the "Supported families" table in the README.
 MICBOARD_PEAK_DBFS = env_levels("MICBOARD_PEAK_DBFS")
+# Alerts (README "Alerts"): the rules every assigned channel gets unless its assignment overrides them.
+# A battery at or below BARS bars or MINUTES left; a pack switched off for OFF_GRACE seconds; RF below RF_DBM
+# for RF_SECONDS; one antenna alone receiving for DIVERSITY_SECONDS. KINDS: the kinds switched on.
+_ALERT_KINDS = ("battery", "tx_off", "offline", "dropout", "diversity", "peak", "interference", "control_disabled")
+MICBOARD_ALERT_BATTERY_BARS = int(env_float("MICBOARD_ALERT_BATTERY_BARS", 1, minimum=0))
+MICBOARD_ALERT_BATTERY_MINUTES = int(env_float("MICBOARD_ALERT_BATTERY_MINUTES", 30, minimum=0))
+MICBOARD_ALERT_OFF_GRACE = int(env_float("MICBOARD_ALERT_OFF_GRACE", 60, minimum=0))
+MICBOARD_ALERT_RF_DBM = env_float("MICBOARD_ALERT_RF_DBM", -85, minimum=-120)
+MICBOARD_ALERT_RF_SECONDS = int(env_float("MICBOARD_ALERT_RF_SECONDS", 2, minimum=0))
+MICBOARD_ALERT_DIVERSITY_SECONDS = int(env_float("MICBOARD_ALERT_DIVERSITY_SECONDS", 300, minimum=0))
+MICBOARD_ALERT_KINDS = tuple(
+    k.strip() for k in os.environ.get("MICBOARD_ALERT_KINDS", ",".join(_ALERT_KINDS)).split(",") if k.strip()
+)
+if unknown_kinds := set(MICBOARD_ALERT_KINDS) - set(_ALERT_KINDS):
+    raise ConfigurationError(
+        f"MICBOARD_ALERT_KINDS: unknown {', '.join(sorted(unknown_kinds))}; known: {', '.join(_ALERT_KINDS)}"
+    )
+
 # Shure System API servers: a CA file (PEM) to verify their certificates with. A receiver may instead pin its
 # server's certificate (SHA-256 fingerprint in its settings). TLS is never verified "off".
 MICBOARD_SYSTEM_API_CA_FILE = os.environ.get("MICBOARD_SYSTEM_API_CA_FILE", "")
