@@ -371,8 +371,7 @@ class LinkHolder:
         BoardService.record_heartbeat()
         if self.held and DeviceService.refresh_statuses(receiver_ids=list(self.held)):
             BoardService.bump_version()
-        if self.held:
-            self._guarded(self._evaluate_alerts, "alert evaluation")
+        self._guarded(self._evaluate_alerts, "alert evaluation")  # with none held too: resolves switched-off ones
         ConnectionHealthService.publish_summary()
 
     def _evaluate_alerts(self) -> None:

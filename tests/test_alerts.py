@@ -402,3 +402,18 @@ def test_a_pack_switched_off_alerts_after_its_grace_period(live_rig, settings):
 
 def online(receiver):
     return Receiver.objects.filter(pk=receiver.pk, online=True).exists()
+
+
+def test_an_evaluation_with_nothing_new_reads_four_queries_and_writes_nothing(rack, django_assert_max_num_queries):
+    receiver, _ = rack
+    other = make_receiver(name="Rack B")
+    for number in (1, 2, 3, 4):
+        AssignmentService.assign(channel=other.channels.get(number=number), performer=f"Choir {number}")
+    record(receiver, pack_on(1, bars=0), pack_on(2))
+    record(other, pack_on(1), pack_on(2), pack_on(3), pack_on(4, rf_dbm=-95.0))
+    AlertService.evaluate(now=NOW)
+    AlertService.evaluate(now=NOW + timedelta(seconds=5))  # the dropout opens
+    audits = AuditEntry.objects.count()
+    with django_assert_max_num_queries(4):
+        assert not AlertService.evaluate(now=NOW + timedelta(seconds=6)).changed
+    assert AuditEntry.objects.count() == audits
