@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from micboard.exceptions import ChannelRemovalError
-from micboard.models import Assignment, AuditEntry, Group, GroupSlot, RealTimeConnection, Receiver, Show
+from micboard.models import Alert, Assignment, AuditEntry, Group, GroupSlot, RealTimeConnection, Receiver, Show
 from micboard.services import (
     AssignmentService,
     DeviceService,
@@ -53,6 +53,10 @@ def rig(receiver):
     DiscoveryService.request_discovery(scope="10.0.0.0/24")
     KioskService.create(name="FOH tablet", group=Group.objects.get(name="Band"))
     Show.objects.create(name="Summer Gala")
+    Alert.objects.create(
+        receiver=receiver, channel=receiver.channels.get(number=1), kind="battery", detail="Battery low: 1 bar",
+        opened_at=timezone.now(),
+    )
     return receiver
 
 
@@ -78,6 +82,7 @@ ADMIN_PAGES = {
     "auditentry": (403, "Band Rack (ULXD4D)"),  # written by the system
     "kiosklink": (200, "FOH tablet Band Active"),
     "show": (403, "Summer Gala"),  # one row: added once, then edited
+    "alert": (403, "Battery low: 1 bar"),  # opened and resolved by the alert rules
 }
 
 

@@ -417,3 +417,25 @@ def test_an_evaluation_with_nothing_new_reads_four_queries_and_writes_nothing(ra
     with django_assert_max_num_queries(4):
         assert not AlertService.evaluate(now=NOW + timedelta(seconds=6)).changed
     assert AuditEntry.objects.count() == audits
+
+
+def test_the_admin_lists_alerts_read_only_with_filters_by_state_kind_and_priority(rack, admin_client):
+    from django.urls import reverse
+
+    receiver, ch = rack
+    record(receiver, pack_on(1, bars=0), pack_on(2, bars=5))
+    AlertService.evaluate(now=NOW)
+    record(receiver, pack_on(1, bars=5), pack_on(2, bars=0), now=NOW + timedelta(seconds=1))
+    AlertService.evaluate(now=NOW + timedelta(seconds=1))
+    url = reverse("admin:micboard_alert_changelist")
+    open_only = admin_client.get(url, {"state": "open"}).content.decode()
+    assert "Rack A ch2" in open_only and "Rack A ch1" not in open_only
+    high = admin_client.get(url, {"priority__exact": Assignment.Priority.HIGH}).content.decode()
+    assert "Rack A ch1" in high and "Rack A ch2" not in high
+    assert admin_client.get(url, {"kind": "battery"}).status_code == 200
+    alert = Alert.objects.get(channel=ch[2])
+    page = admin_client.get(reverse("admin:micboard_alert_change", args=[alert.pk])).content.decode()
+    assert 'name="_save"' not in page  # read only
+    assert (
+        admin_client.post(reverse("admin:micboard_alert_delete", args=[alert.pk]), {"post": "yes"}).status_code == 403
+    )
