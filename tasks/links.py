@@ -49,6 +49,7 @@ from micboard.exceptions import CoordinationError, DriverError, LinkDroppedError
 from micboard.models import LINK_PUSH
 from micboard.services import BoardService, DeviceService, PollOutcome, PollTarget
 from micboard.services.health import ConnectionHealthService
+from micboard.services.history import SampleRecorder
 
 logger = logging.getLogger("tasks.links")
 
@@ -133,6 +134,7 @@ class LinkHolder:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._watcher: asyncio.Task | None = None
+        self.history = SampleRecorder()  # show history: fed by flush, written once a second (driving thread)
 
     # --- the event loop thread ----------------------------------------------------------------------
 
@@ -293,6 +295,7 @@ class LinkHolder:
             if now >= next_plan:
                 next_plan = now + PLAN_SECONDS
                 self._guarded(self.plan, "link plan")
+                self._guarded(self.write_history, "history")
             self._guarded(self.flush, "link flush")
             stop.wait(max(0.0, FLUSH_SECONDS - (time.monotonic() - now)))
 
@@ -317,12 +320,14 @@ class LinkHolder:
         outcomes = [o for rid, o in latest.items() if rid in self.held]
         self._retry = {}
         started = time.perf_counter()
+        now = timezone.now()
         try:
             with metrics.PerformanceMonitor("links.flush"):
-                changed = DeviceService.record_poll_results(outcomes=outcomes, now=timezone.now())
+                changed = DeviceService.record_poll_results(outcomes=outcomes, now=now)
         except Exception:
             self._retry = {o.receiver_id: o for o in outcomes}  # the next flush tries them again
             raise
+        self.history.observe(outcomes, now=now)  # memory only; written by write_history
         if changed:
             BoardService.bump_version()
             if any(o.error for o in outcomes):  # the health header says so as soon as the board does
@@ -370,6 +375,10 @@ class LinkHolder:
         if self.held and DeviceService.refresh_statuses(receiver_ids=list(self.held)):
             BoardService.bump_version()
         ConnectionHealthService.publish_summary()
+
+    def write_history(self) -> None:
+        """Write the history samples of the windows that ended (one bulk insert; never raises for the database)."""
+        self.history.write(now=timezone.now(), receiver_ids=list(self.held))
 
     def _rank(self, receiver_id: int) -> int:
         """An order of receivers of its own per holder, so that holders claiming at once rarely collide."""
