@@ -30,13 +30,6 @@ _SMALLINT = 32767
 _RF_ANTENNAS = 8  # "100," * 8 fits ChannelSample.rf_antennas
 
 
-def _small(value: float | None) -> int | None:
-    """A reading as a whole number that fits a SMALLINT (a hostile value is clamped, unknown stays None)."""
-    if value is None:
-        return None
-    return max(-_SMALLINT, min(_SMALLINT, round(value)))
-
-
 def _lower(a, b):
     return b if a is None else a if b is None else min(a, b)
 
@@ -86,6 +79,33 @@ class Fold:
             self.status = status
         if tx_present is not None:
             self.tx_present = tx_present
+
+    def add_reading(self, ch) -> None:
+        """Fold a ChannelReading in (the flush's hot path: plain comparisons, no calls per figure)."""
+        if ch.tx_present is False:
+            self.tx_present = False
+        else:
+            if ch.tx_present is not None:
+                self.tx_present = True
+            if (v := ch.battery_bars) is not None and (self.battery_bars is None or v < self.battery_bars):
+                self.battery_bars = v
+            if (v := ch.battery_percent) is not None and (self.battery_percent is None or v < self.battery_percent):
+                self.battery_percent = v
+            if (v := ch.battery_runtime_min) is not None:
+                v = min(v, _SMALLINT)
+                if self.runtime_minutes is None or v < self.runtime_minutes:
+                    self.runtime_minutes = v
+        if ch.metered:
+            if (v := ch.rf_dbm) is not None:
+                v = max(-_SMALLINT, min(_SMALLINT, round(v)))
+                if self.rf_dbm is None or v < self.rf_dbm:
+                    self.rf_dbm = v
+            if (v := ch.audio_dbfs) is not None:
+                v = max(-_SMALLINT, min(_SMALLINT, round(v)))
+                if self.audio_dbfs is None or v > self.audio_dbfs:
+                    self.audio_dbfs = v
+            if ch.rf_antenna_percents:
+                self.add(rf_antennas=ch.rf_antenna_percents)
 
     def add_sample(self, sample: ChannelSample) -> None:
         self.add(
@@ -163,22 +183,7 @@ class SampleRecorder:
                 fold = window.get((rid, number))
                 if fold is None:
                     fold = window[(rid, number)] = Fold()
-                present = ch.tx_present
-                if present is False:
-                    fold.add(tx_present=False)
-                else:
-                    fold.add(
-                        battery_bars=ch.battery_bars,
-                        battery_percent=ch.battery_percent,
-                        runtime_minutes=_small(ch.battery_runtime_min),
-                        tx_present=present,
-                    )
-                if ch.metered:
-                    fold.add(
-                        rf_dbm=_small(ch.rf_dbm),
-                        rf_antennas=ch.rf_antenna_percents or (),
-                        audio_dbfs=_small(ch.audio_dbfs),
-                    )
+                fold.add_reading(ch)
 
     def write(self, *, now: datetime, receiver_ids: Sequence[int]) -> int:
         """Turn the windows ended by ``now`` into rows and write every waiting row; the count written.
