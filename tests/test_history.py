@@ -245,3 +245,34 @@ def test_a_series_is_at_the_finest_resolution_still_kept_and_even(settings):
     assert [r.rf_dbm for r in show[6:]] == [-90, -50, -50, -50, -50, -50]
     assert {r.resolution for r in show} == {10}
     assert HistoryService.series(channel=channel, start=now, end=now - timedelta(hours=1), now=now)[1] == []
+
+
+@pytest.mark.django_db
+def test_the_periodic_tasks_leave_the_work_to_the_consumer_holding_the_lock(settings):
+    from huey.contrib.djhuey import HUEY
+
+    from tasks.history import downsample_history, prune_history
+
+    settings.MICBOARD_HISTORY_RAW_MINUTES = 60
+    channel = Channel.objects.get(receiver=make_receiver(), number=1)
+    _raw_minutes(channel, start=timezone.now().replace(second=0, microsecond=0) - timedelta(days=20), seconds=60)
+    with HUEY.lock_task("history-downsample"), HUEY.lock_task("history-prune"):  # another consumer is at it
+        downsample_history.call_local()
+        prune_history.call_local()
+        assert len(samples(channel, 1)) == 60
+    downsample_history.call_local()
+    assert len(samples(channel, 60)) == 1
+    prune_history.call_local()
+    assert not samples(channel)
+
+
+def test_a_resolution_the_folds_cannot_use_is_refused_and_0_switches_history_off(db):
+    from tests.test_configuration import _settings_of
+
+    bad = _settings_of({"MICBOARD_HISTORY_RESOLUTION": "5"}, "pass")
+    assert bad.returncode != 0 and "MICBOARD_HISTORY_RESOLUTION must be 0 (off), 1, 10 or 60, got 5" in bad.stderr
+    receiver = make_receiver()
+    recorder = SampleRecorder(resolution=0)
+    recorder.observe([PollOutcome(receiver.pk, reading=reading(pack_on(1)))], now=T0)
+    assert recorder.write(now=T0 + timedelta(minutes=1), receiver_ids=[receiver.pk]) == 0
+    assert not ChannelSample.objects.exists()
