@@ -12,7 +12,9 @@ bookkeeping:
   the live holders, counted through their seats ``links:seat:<n>``), lets go of any excess so that a new
   consumer takes load, follows receivers added, removed or re-addressed in the admin, records the
   poller's heartbeat, recomputes its channels' statuses (peaks and PREV_* windows expire with time) and
-  publishes the receivers' health counts (the ``X-Micboard-Receivers`` header).
+  publishes the receivers' health counts (the ``X-Micboard-Receivers`` header);
+* every second, beside the plan, it writes the show history of the windows that ended (readings folded
+  in memory by the flush; one bulk insert, see :class:`micboard.services.history.SampleRecorder`).
 
 At most one connection per receiver: a link is started only by the holder of its lease, and a holder
 that is no longer driven (its consumer hung or was killed) closes its links after half a lease, before
