@@ -12,9 +12,7 @@ bookkeeping:
   the live holders, counted through their seats ``links:seat:<n>``), lets go of any excess so that a new
   consumer takes load, follows receivers added, removed or re-addressed in the admin, records the
   poller's heartbeat, recomputes its channels' statuses (peaks and PREV_* windows expire with time) and
-  publishes the receivers' health counts (the ``X-Micboard-Receivers`` header);
-* every second, beside the plan, it writes the show history of the windows that ended (readings folded
-  in memory by the flush; one bulk insert, see :class:`micboard.services.history.SampleRecorder`).
+  publishes the receivers' health counts (the ``X-Micboard-Receivers`` header).
 
 At most one connection per receiver: a link is started only by the holder of its lease, and a holder
 that is no longer driven (its consumer hung or was killed) closes its links after half a lease, before
@@ -24,6 +22,9 @@ Metering is set back to 0 before every close (the driver's own rule).
 No HTML here and no device access outside the drivers; the holder writes through the services. The
 Huey tasks at the end of this module drive a holder per consumer in shifts; tests and ``make bench``
 drive one from a plain thread.
+
+Show history: the flush folds what it wrote into per-channel windows in memory, and every second, beside
+the plan, the windows that ended are written in one bulk insert (``micboard.services.history``).
 """
 
 from __future__ import annotations
@@ -337,6 +338,10 @@ class LinkHolder:
         if self.on_flush is not None:
             self.on_flush(outcomes, time.perf_counter() - started)
 
+    def write_history(self) -> None:
+        """Write the history samples of the windows that ended (one bulk insert; never raises for the database)."""
+        self.history.write(now=timezone.now(), receiver_ids=list(self.held))
+
     def plan(self) -> None:
         """Renew, shed, claim; follow the admin's changes; heartbeat and statuses (see the module)."""
         close_old_connections()
@@ -377,10 +382,6 @@ class LinkHolder:
         if self.held and DeviceService.refresh_statuses(receiver_ids=list(self.held)):
             BoardService.bump_version()
         ConnectionHealthService.publish_summary()
-
-    def write_history(self) -> None:
-        """Write the history samples of the windows that ended (one bulk insert; never raises for the database)."""
-        self.history.write(now=timezone.now(), receiver_ids=list(self.held))
 
     def _rank(self, receiver_id: int) -> int:
         """An order of receivers of its own per holder, so that holders claiming at once rarely collide."""
