@@ -576,4 +576,3 @@ class SceneAssignment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scene}: {self.performer} on {self.channel}"
-
