@@ -276,3 +276,20 @@ def test_a_resolution_the_folds_cannot_use_is_refused_and_0_switches_history_off
     recorder.observe([PollOutcome(receiver.pk, reading=reading(pack_on(1)))], now=T0)
     assert recorder.write(now=T0 + timedelta(minutes=1), receiver_ids=[receiver.pk]) == 0
     assert not ChannelSample.objects.exists()
+
+
+@pytest.mark.django_db
+def test_history_size_states_bytes_per_channel_hour_and_leaves_nothing_behind():
+    import re
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from micboard.models import Receiver
+
+    out = StringIO()
+    call_command("history_size", channels=4, stdout=out)
+    figures = re.search(r"14400 rows of 1 s samples, (\d+) bytes on disk .*: (\d+) bytes a row", out.getvalue())
+    assert figures, out.getvalue()
+    assert 30 <= int(figures[2]) <= 400, "a sample row is a few dozen bytes, not a few kilobytes"
+    assert not Receiver.objects.exists() and not ChannelSample.objects.exists()
