@@ -232,6 +232,32 @@ class Transmitter(models.Model):
         return f"{self.model or 'transmitter'} on {self.channel_id}"
 
 
+class ChannelSample(models.Model):
+    """One channel's readings over ``resolution`` seconds from ``at`` (show history; see HistoryService).
+
+    Folded like the downsampling: the lowest battery and RF, the loudest audio, the last status. ``None`` is
+    unknown (no reading of that figure in the window), never 0.
+    """
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="samples", db_index=False)
+    at = models.DateTimeField()
+    resolution = models.PositiveSmallIntegerField()  # seconds: 1, 10 or 60
+    battery_bars = models.SmallIntegerField(null=True)
+    battery_percent = models.SmallIntegerField(null=True)
+    runtime_minutes = models.SmallIntegerField(null=True)  # capped at 32767 (22 days)
+    rf_dbm = models.SmallIntegerField(null=True)  # strongest antenna, whole dBm
+    rf_antennas = models.CharField(max_length=32, blank=True)  # per antenna, percent: "72,65" (as Transmitter)
+    audio_dbfs = models.SmallIntegerField(null=True)  # whole dBFS
+    status = models.CharField(max_length=16, blank=True)
+    tx_present = models.BooleanField(null=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["channel", "resolution", "at"], name="sample_channel_res_at")]
+
+    def __str__(self) -> str:
+        return f"{self.channel_id} @ {self.at:%H:%M:%S} ({self.resolution} s)"
+
+
 class Performer(TimeStampedModel):
     name = models.CharField(max_length=100, unique=True)
     notes = models.CharField(max_length=255, blank=True)

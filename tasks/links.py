@@ -23,6 +23,9 @@ Metering is set back to 0 before every close (the driver's own rule).
 No HTML here and no device access outside the drivers; the holder writes through the services. The
 Huey tasks at the end of this module drive a holder per consumer in shifts; tests and ``make bench``
 drive one from a plain thread.
+
+Show history: the flush folds what it wrote into per-channel windows in memory, and every second, beside
+the plan, the windows that ended are written in one bulk insert (``micboard.services.history``).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from micboard.models import LINK_PUSH
 from micboard.services import BoardService, DeviceService, PollOutcome, PollTarget
 from micboard.services.alerts import AlertService
 from micboard.services.health import ConnectionHealthService
+from micboard.services.history import SampleRecorder
 
 logger = logging.getLogger("tasks.links")
 
@@ -135,6 +139,7 @@ class LinkHolder:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._watcher: asyncio.Task | None = None
+        self.history = SampleRecorder()  # show history: fed by flush, written once a second (driving thread)
 
     # --- the event loop thread ----------------------------------------------------------------------
 
@@ -295,6 +300,7 @@ class LinkHolder:
             if now >= next_plan:
                 next_plan = now + PLAN_SECONDS
                 self._guarded(self.plan, "link plan")
+                self._guarded(self.write_history, "history")
             self._guarded(self.flush, "link flush")
             stop.wait(max(0.0, FLUSH_SECONDS - (time.monotonic() - now)))
 
@@ -319,18 +325,24 @@ class LinkHolder:
         outcomes = [o for rid, o in latest.items() if rid in self.held]
         self._retry = {}
         started = time.perf_counter()
+        now = timezone.now()
         try:
             with metrics.PerformanceMonitor("links.flush"):
-                changed = DeviceService.record_poll_results(outcomes=outcomes, now=timezone.now())
+                changed = DeviceService.record_poll_results(outcomes=outcomes, now=now)
         except Exception:
             self._retry = {o.receiver_id: o for o in outcomes}  # the next flush tries them again
             raise
+        self.history.observe(outcomes, now=now)  # memory only; written by write_history
         if changed:
             BoardService.bump_version()
             if any(o.error for o in outcomes):  # the health header says so as soon as the board does
                 ConnectionHealthService.publish_summary()
         if self.on_flush is not None:
             self.on_flush(outcomes, time.perf_counter() - started)
+
+    def write_history(self) -> None:
+        """Write the history samples of the windows that ended (one bulk insert; never raises for the database)."""
+        self.history.write(now=timezone.now(), receiver_ids=list(self.held))
 
     def plan(self) -> None:
         """Renew, shed, claim; follow the admin's changes; heartbeat and statuses (see the module)."""

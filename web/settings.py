@@ -401,6 +401,21 @@ if unknown_kinds := set(MICBOARD_ALERT_KINDS) - set(_ALERT_KINDS):
 # server's certificate (SHA-256 fingerprint in its settings). TLS is never verified "off".
 MICBOARD_SYSTEM_API_CA_FILE = os.environ.get("MICBOARD_SYSTEM_API_CA_FILE", "")
 
+# Show history (README, "History"): the link holders sample each channel every MICBOARD_HISTORY_RESOLUTION
+# seconds (1, 10 or 60; 0 switches history off); Huey folds 1 s rows into 10 s rows after
+# MICBOARD_HISTORY_RAW_MINUTES, 10 s rows into 60 s rows after MICBOARD_HISTORY_TEN_SECOND_HOURS, and
+# deletes rows older than MICBOARD_HISTORY_RETENTION_DAYS. At most MICBOARD_HISTORY_BUFFER_ROWS samples wait
+# in a holder's memory while the database refuses them (the oldest go first, counted in the log).
+MICBOARD_HISTORY_RESOLUTION = int(env_float("MICBOARD_HISTORY_RESOLUTION", 1, minimum=0))
+if MICBOARD_HISTORY_RESOLUTION not in {0, 1, 10, 60}:
+    raise ConfigurationError(
+        f"MICBOARD_HISTORY_RESOLUTION must be 0 (off), 1, 10 or 60, got {MICBOARD_HISTORY_RESOLUTION}"
+    )
+MICBOARD_HISTORY_RAW_MINUTES = env_float("MICBOARD_HISTORY_RAW_MINUTES", 60, minimum=1)
+MICBOARD_HISTORY_TEN_SECOND_HOURS = env_float("MICBOARD_HISTORY_TEN_SECOND_HOURS", 24, minimum=1)
+MICBOARD_HISTORY_RETENTION_DAYS = env_float("MICBOARD_HISTORY_RETENTION_DAYS", 14, minimum=1)
+MICBOARD_HISTORY_BUFFER_ROWS = int(env_float("MICBOARD_HISTORY_BUFFER_ROWS", 100_000, minimum=100))
+
 
 def _discovery_ports(raw: str) -> dict[str, int]:
     """``MICBOARD_DISCOVERY_PORTS``: "driver=port,..." (a System API server installed on another port, say)."""
