@@ -205,19 +205,27 @@ class AlertService:
         if fresh:  # another evaluator may have written the same rows a moment ago: theirs stand
             AlertCondition.objects.bulk_create(fresh, ignore_conflicts=True)
 
-        opened = updated = 0
-        for key, finding in found.items():
-            alert = alerts.get(key)
-            if alert is not None:
-                if alert.detail != finding.hit.detail[:255]:
-                    alert.detail = finding.hit.detail[:255]
-                    updated += Alert.objects.filter(pk=alert.pk, state__in=ALERT_LIVE_STATES).update(
-                        detail=alert.detail
-                    )
-                continue
-            if now - since[key].since >= timedelta(seconds=finding.hold):
-                opened += AlertService._open(key, finding, now)
-        resolved = sum(AlertService._resolve(alert, now) for key, alert in alerts.items() if key not in found)
+        stale = [alert for key, alert in alerts.items() if key not in found]
+        due = [
+            (key, finding)
+            for key, finding in found.items()
+            if key not in alerts and now - since[key].since >= timedelta(seconds=finding.hold)
+        ]
+        retold = [
+            (alerts[key], finding.hit.detail[:255])
+            for key, finding in found.items()
+            if key in alerts and alerts[key].detail != finding.hit.detail[:255]
+        ]
+        opened = updated = resolved = 0
+        if stale or due or retold:
+            # One transaction: a screen sees an alert that replaces another (control_disabled for offline)
+            # take its place at once, never both and never neither.
+            with transaction.atomic():
+                resolved = sum(AlertService._resolve(alert, now) for alert in stale)
+                for alert, detail in retold:
+                    alert.detail = detail
+                    updated += Alert.objects.filter(pk=alert.pk, state__in=ALERT_LIVE_STATES).update(detail=detail)
+                opened = sum(AlertService._open(key, finding, now) for key, finding in due)
         return Evaluation(opened=opened, resolved=resolved, updated=updated)
 
     @staticmethod
