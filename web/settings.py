@@ -415,6 +415,9 @@ MICBOARD_HISTORY_RAW_MINUTES = env_float("MICBOARD_HISTORY_RAW_MINUTES", 60, min
 MICBOARD_HISTORY_TEN_SECOND_HOURS = env_float("MICBOARD_HISTORY_TEN_SECOND_HOURS", 24, minimum=1)
 MICBOARD_HISTORY_RETENTION_DAYS = env_float("MICBOARD_HISTORY_RETENTION_DAYS", 14, minimum=1)
 MICBOARD_HISTORY_BUFFER_ROWS = int(env_float("MICBOARD_HISTORY_BUFFER_ROWS", 100_000, minimum=100))
+# Each board tile draws its battery over the last 30 minutes from the history (one query a minute for the
+# whole board, micboard/services/charts.py); 0 leaves the sparklines out.
+MICBOARD_TILE_SPARKLINES = env_bool("MICBOARD_TILE_SPARKLINES", True)
 
 
 def _discovery_ports(raw: str) -> dict[str, int]:

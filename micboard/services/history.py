@@ -349,17 +349,18 @@ class HistoryService:
 
     @staticmethod
     def series(
-        *, channel: Channel, start: datetime, end: datetime, now: datetime | None = None
+        *, channel: Channel, start: datetime, end: datetime, now: datetime | None = None, coarsest: int = 1
     ) -> tuple[int, list[ChannelSample]]:
         """A channel's samples from ``start`` to ``end`` at one resolution, oldest first.
 
-        The resolution is the finest still kept at ``start``; finer rows in the range (not yet folded)
-        are folded to it here, so the series is even. Windows with no row are absent (no data, not 0).
+        The resolution is the finest still kept at ``start``, or ``coarsest`` seconds when that is coarser
+        (a chart that wants a bounded number of points); finer rows in the range are folded to it here, so
+        the series is even. Windows with no row are absent (no data, not 0).
         Returns: (resolution in seconds, unsaved ChannelSample rows).
         """
         if end <= start:
-            return max(1, settings.MICBOARD_HISTORY_RESOLUTION), []
-        resolution = HistoryService.resolution_for(start=start, now=now)
+            return max(1, settings.MICBOARD_HISTORY_RESOLUTION, coarsest), []
+        resolution = max(HistoryService.resolution_for(start=start, now=now), coarsest)
         windows: dict[datetime, Fold] = {}
         rows = ChannelSample.objects.filter(channel=channel, at__gte=_bucket(start, resolution), at__lt=end)
         for row in rows.order_by("at", "pk").iterator(chunk_size=2000):
