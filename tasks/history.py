@@ -15,6 +15,7 @@ from huey import crontab
 from huey.contrib.djhuey import HUEY, db_periodic_task
 from huey.exceptions import TaskLockedException
 
+from micboard.services.charts import SparklineService
 from micboard.services.history import HistoryService
 
 logger = logging.getLogger("tasks.history")
@@ -69,3 +70,9 @@ def prune_history() -> None:
         return
     if deleted:
         logger.info("history: deleted %d samples past the retention", deleted)
+
+
+@db_periodic_task(crontab(minute="*"))
+def draw_sparklines() -> None:
+    """Every minute: the tiles' battery sparklines, one history query for every channel (kept in the cache)."""
+    SparklineService.refresh()

@@ -89,6 +89,7 @@ def test_battery_is_the_packs_percent_else_bars_and_antennas_read_as_dbm():
 
 @pytest.mark.django_db
 def test_tile_sparklines_come_from_one_query_a_minute_for_every_channel(settings, django_assert_num_queries):
+    """The Huey task draws them (one query); a board build reads the cache, and never old paths."""
     settings.MICBOARD_HISTORY_RESOLUTION = 1
     receiver = make_receiver()
     first, second = Channel.objects.filter(receiver=receiver).order_by("number")[:2]
@@ -114,5 +115,11 @@ def test_tile_sparklines_come_from_one_query_a_minute_for_every_channel(settings
         paths = SparklineService.compute(until=until)
     assert paths[first.pk].startswith("M0 ") and paths[first.pk].count("M") == 1
     assert paths[second.pk].count("M") == 2, "the ten minutes off are a gap"
+    assert SparklineService.tile_paths(now=now) == {}, "nothing drawn yet"
+    with django_assert_num_queries(1):
+        assert SparklineService.refresh(now=now) == 2
+    with django_assert_num_queries(0):
+        assert SparklineService.tile_paths(now=now + timedelta(minutes=2)) == paths
+    assert SparklineService.tile_paths(now=now + timedelta(minutes=10)) == {}, "no consumer: old paths would lie"
     settings.MICBOARD_TILE_SPARKLINES = False
     assert SparklineService.tile_paths(now=now) == {}

@@ -28,6 +28,7 @@ from micboard.exceptions import CoordinationError, DeviceNotFoundError
 from micboard.metrics import track_service_metrics
 from micboard.models import Channel, Group, GroupSlot
 from micboard.query_optimization import QueryOptimizer
+from micboard.services.charts import SparklineService
 from micboard.status import ChannelStatus
 
 logger = logging.getLogger("micboard.board")
@@ -98,6 +99,7 @@ class Tile:
     battery_stale: bool = False  # battery and runtime are the last known ones, not a live reading
     last_seen: str = ""  # ISO time the pack (its receiver when offline) was last heard; "" when live or never
     last_seen_text: str = ""  # that time as the crew reads it, in TIME_ZONE: "20:14" or "27 Nov 20:14"
+    battery_spark: str = ""  # SVG path of the battery over the last 30 minutes (micboard.services.charts), "" none
 
     @property
     def title_size(self) -> str:
@@ -180,7 +182,7 @@ def antenna_levels(text: str) -> tuple[int, ...]:
     return tuple(level(int(p)) for p in parts)
 
 
-def tile_for_channel(channel: Channel, *, slot: int, built_at: datetime | None = None) -> Tile:
+def tile_for_channel(channel: Channel, *, slot: int, built_at: datetime | None = None, spark: str = "") -> Tile:
     """Build the tile of one channel (its relations must be loaded: see ``for_board()``).
 
     Meters and the RF level are quantised to what the tile shows (``level()``, ``whole_dbm()``), so
@@ -189,6 +191,7 @@ def tile_for_channel(channel: Channel, *, slot: int, built_at: datetime | None =
     Args:
         slot: the tile number shown (``Channel.board_position`` on "All", ``GroupSlot.position`` in a group).
         built_at: when the board is built; a last-seen time on another day shows its date.
+        spark: the battery sparkline's path (``SparklineService.tile_paths``; changes once a minute at most).
     """
     receiver = channel.receiver
     tx = getattr(channel, "transmitter", None)
@@ -264,6 +267,7 @@ def tile_for_channel(channel: Channel, *, slot: int, built_at: datetime | None =
         battery_stale=battery_stale,
         last_seen=seen_iso,
         last_seen_text=seen_text,
+        battery_spark="" if receiver.is_iem else spark,
     )
 
 
@@ -402,6 +406,7 @@ class BoardService:
     def build(*, group: str, version: str) -> BoardData:
         """Build the board from the database in a constant number of queries."""
         now = datetime.now(UTC)
+        sparks = SparklineService.tile_paths(now=now)  # one cache read: drawn once a minute by a Huey task
         groups = tuple(GroupTab(name=g.name, slug=g.slug) for g in Group.objects.all())
         if group:
             if group not in {g.slug for g in groups}:
@@ -409,7 +414,7 @@ class BoardService:
             slots = QueryOptimizer.slots_for_board(GroupSlot.objects.filter(group__slug=group))
             # A tile's number is its slot's position: a slot removed leaves a gap, no renumbering.
             tiles = tuple(
-                tile_for_channel(s.channel, slot=s.position, built_at=now)
+                tile_for_channel(s.channel, slot=s.position, built_at=now, spark=sparks.get(s.channel_id, ""))
                 if s.channel
                 else Tile(kind="blank", slot=s.position)
                 for s in slots.order_by("position")
@@ -418,7 +423,9 @@ class BoardService:
             # A tile's number is the channel's own board position: adding or removing a receiver
             # leaves every other tile on its number (gaps allowed).
             channels = Channel.objects.for_board().filter(receiver__active=True).order_by("board_position")
-            tiles = tuple(tile_for_channel(c, slot=c.board_position, built_at=now) for c in channels)
+            tiles = tuple(
+                tile_for_channel(c, slot=c.board_position, built_at=now, spark=sparks.get(c.pk, "")) for c in channels
+            )
         return BoardData(
             version=version,
             group=group,

@@ -9,7 +9,7 @@ and style them by class.
 Three readers:
 
 * :class:`SparklineService` gives every board tile its battery over the last ``TILE_MINUTES`` complete
-  minutes, from one query per minute for all channels (cached), never a query per tile;
+  minutes, drawn once a minute by a Huey task from one query for all channels and kept in the cache;
 * :meth:`TimelineService.recent` draws the channel drawer's last hour (battery, RF, audio);
 * :meth:`TimelineService.build` draws the timeline page: battery, runtime, RF (each antenna where stored),
   audio, status bands and alerts over a chosen range, at a resolution that keeps each line within
@@ -200,26 +200,41 @@ def _minute(at: datetime) -> datetime:
 
 
 class SparklineService:
-    """The battery sparkline of every tile: one batched query a minute, shared by every board build."""
+    """The battery sparkline of every tile, drawn once a minute by a Huey task (``tasks/history.py``).
+
+    The task reads the history in one batched query for all channels and keeps the paths in the cache; a
+    board build reads that one cache entry and no history at all, so a board costs no query per tile and no
+    history query. Paths older than ``STALE_MINUTES`` (no consumer running) are not shown: they would
+    claim to be the last 30 minutes.
+    """
+
+    STALE_MINUTES = 3
+
+    @staticmethod
+    def _key() -> str:
+        return caching.cache_key("sparklines", "tiles")
 
     @staticmethod
     def tile_paths(*, now: datetime | None = None) -> dict[int, str]:
-        """Channel id -> path data of its battery over the last TILE_MINUTES complete minutes.
-
-        The figures change once a minute (the last complete minute), so the paths are cached per minute and
-        a tile's state moves with its sparkline at most once a minute. Each minute is read at its 10 s marks
-        (six rows per channel-minute, whatever the history resolution) and folded to its lowest battery.
-        """
+        """Channel id -> path data of its battery over the last TILE_MINUTES complete minutes ({} when none)."""
         if not settings.MICBOARD_TILE_SPARKLINES or not settings.MICBOARD_HISTORY_RESOLUTION:
             return {}
-        current = _minute(now or timezone.now())
-        key = caching.cache_key("sparklines", "tiles", int(current.timestamp()))
-        paths = caching.cache_get(key)
-        if isinstance(paths, dict):
-            return paths
-        paths = SparklineService.compute(until=current)
-        caching.cache_set(key, paths, 120)
-        return paths
+        entry = caching.cache_get(SparklineService._key())
+        if not isinstance(entry, tuple) or len(entry) != 2:
+            return {}
+        until, paths = entry
+        age = (now or timezone.now()).timestamp() - until
+        return paths if 0 <= age <= SparklineService.STALE_MINUTES * 60 + 60 else {}
+
+    @staticmethod
+    def refresh(*, now: datetime | None = None) -> int:
+        """Draw every channel's sparkline up to the last whole minute and keep them; how many were drawn."""
+        if not settings.MICBOARD_TILE_SPARKLINES or not settings.MICBOARD_HISTORY_RESOLUTION:
+            return 0
+        until = _minute(now or timezone.now())
+        paths = SparklineService.compute(until=until)
+        caching.cache_set(SparklineService._key(), (until.timestamp(), paths), SparklineService.STALE_MINUTES * 60 + 60)
+        return len(paths)
 
     @staticmethod
     def compute(*, until: datetime) -> dict[int, str]:
