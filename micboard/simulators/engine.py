@@ -110,6 +110,7 @@ class ChannelState:
     calc_until: float = 0.0  # loop time until which the runtime reads "calculating"
     clip_samples: int = 0
     rf_lost: bool = False  # the pack is out of range: RF at the noise floor, audio gone (a dropout)
+    drain: float = 1.0  # how many times faster than its runtime predicts the pack drains (a worn battery)
     active_antenna: int = 0
     auto_on_at: float | None = None  # simulated time at which an auto-switched-off pack returns
     swap_on_return: bool = False
@@ -527,7 +528,7 @@ class SimulatedDevice(abc.ABC):
                 if ch.tx_model is None:
                     continue
                 if ch.tx_on:
-                    ch.battery_pct = max(0.0, ch.battery_pct - 100.0 * sim_dt / runtime_s)
+                    ch.battery_pct = max(0.0, ch.battery_pct - 100.0 * sim_dt * ch.drain / runtime_s)
                     if ch.battery_pct <= 0.0:
                         self._switch_off(ch)
                         continue
@@ -603,6 +604,20 @@ class SimulatedDevice(abc.ABC):
         if value == 0.0 and ch.tx_on:
             self._switch_off(ch)
         self._publish_changes()
+
+    async def set_drain(self, channel: int, factor: float) -> None:
+        """Drain the pack ``factor`` times faster than its runtime says (with dynamics): its reported runtime
+        then falls faster than the clock, as a worn or cold battery's does. 1 is a healthy pack."""
+        ch = self._mic_channel(channel)
+        if isinstance(factor, bool):
+            raise SimulatorError("factor must be a number")
+        try:
+            value = float(factor)
+        except (TypeError, ValueError):
+            raise SimulatorError(f"factor must be a number, got {factor!r}") from None
+        if not 0.0 < value <= 10000.0:
+            raise SimulatorError(f"factor must be above 0 and at most 10000, got {factor!r}")
+        ch.drain = value
 
     async def set_name(self, channel: int, name: str) -> None:
         """Rename a channel "on the front panel" (an unsolicited report to every follower)."""

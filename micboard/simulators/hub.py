@@ -36,6 +36,7 @@ COMMON_ACTIONS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
     "pack_off": (("channel",), frozenset()),
     "pack_on": (("channel",), frozenset()),
     "set_battery": (("channel", "percent"), frozenset()),
+    "set_drain": (("channel", "factor"), frozenset()),
     "set_name": (("channel", "name"), frozenset()),
     "set_fault": (("kind",), frozenset()),
     "power_off": ((), frozenset()),
@@ -313,6 +314,9 @@ class SimulatorThread:
 
     def set_battery(self, key: str, channel: int, percent: float) -> dict[str, Any]:
         return self.call(key, "set_battery", channel=channel, percent=percent)
+
+    def set_drain(self, key: str, channel: int, factor: float) -> dict[str, Any]:
+        return self.call(key, "set_drain", channel=channel, factor=factor)
 
     def set_name(self, key: str, channel: int, name: str) -> dict[str, Any]:
         return self.call(key, "set_name", channel=channel, name=name)

@@ -5,6 +5,7 @@ Examples::
     simctl list
     simctl pack-off ulxd 2          simctl pack-on ulxd 2
     simctl battery ulxd 2 15        simctl name ulxd 2 "Lead Vox"
+    simctl drain ulxd 2 3           (with dynamics: the pack drains 3 times faster than its runtime says)
     simctl fault slxd third_party_disabled      simctl fault slxd none
     simctl power-off ad             simctl power-on ad
     simctl peak ulxd 1              simctl tx-mute ulxd 1 on
@@ -36,6 +37,7 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "pack-off": ("pack_off", ("channel",)),
     "pack-on": ("pack_on", ("channel",)),
     "battery": ("set_battery", ("channel", "percent")),
+    "drain": ("set_drain", ("channel", "factor")),
     "name": ("set_name", ("channel", "name")),
     "fault": ("set_fault", ("kind",)),
     "power-off": ("power_off", ()),
@@ -79,11 +81,11 @@ def build_request(command: str, args: list[str]) -> dict[str, Any]:
             if not raw.isdigit():
                 raise CommandError(f"channel must be a number, got {raw!r}")
             request[name] = int(raw)
-        elif name == "percent":
+        elif name in ("percent", "factor"):
             try:
                 request[name] = float(raw)
             except ValueError:
-                raise CommandError(f"percent must be a number, got {raw!r}") from None
+                raise CommandError(f"{name} must be a number, got {raw!r}") from None
         elif name == "on":
             if raw.lower() not in ("on", "off"):
                 raise CommandError(f"expected on or off, got {raw!r}")
