@@ -9,6 +9,7 @@ business (:func:`hold_seconds`); these functions only look at the present.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -27,6 +28,7 @@ class AlertKind(models.TextChoices):
     PEAK = "peak", "Audio peak"
     INTERFERENCE = "interference", "Interference"
     CONTROL_DISABLED = "control_disabled", "Third-party control off"
+    RUNTIME_TREND = "runtime_trend", "Battery draining fast"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,8 @@ class Rules:
     rf_dbm: float = -85.0
     rf_seconds: int = 2
     diversity_seconds: int = 300
+    trend_factor: float = 1.5
+    trend_minutes: float = 10.0
     kinds: frozenset[str] = frozenset(AlertKind.values)
 
 
@@ -59,6 +63,8 @@ def default_rules() -> Rules:
         rf_dbm=settings.MICBOARD_ALERT_RF_DBM,
         rf_seconds=settings.MICBOARD_ALERT_RF_SECONDS,
         diversity_seconds=settings.MICBOARD_ALERT_DIVERSITY_SECONDS,
+        trend_factor=settings.MICBOARD_ALERT_TREND_FACTOR,
+        trend_minutes=settings.MICBOARD_ALERT_TREND_MINUTES,
         kinds=frozenset(settings.MICBOARD_ALERT_KINDS),
     )
 
@@ -158,6 +164,52 @@ def interference(*, rules: Rules, tx_present: bool, antennas: str) -> Hit | None
         return None
     names = ", ".join("ABCDEFGH"[i] for i, state in enumerate(antennas) if state == ANTENNA_ALERT)
     return Hit(f"Interference indicated on antenna {names}; check the frequency coordination", key=names)
+
+
+# A rise of more than this many minutes is a new pack (or a runtime recalculated): the trend starts again.
+SWAP_RISE = 3
+
+
+def runtime_drop(points: Sequence[tuple[datetime, int | None, bool | None]]) -> tuple[int, float] | None:
+    """How far a pack's runtime fell since its last swap: (minutes fallen, wall minutes taken), or None.
+
+    ``points`` are (time, runtime minutes, pack present), oldest first, as the history holds them. Unknown
+    and calculating runtimes (None) are skipped; a pack switched off, or a runtime that rises by more
+    than SWAP_RISE minutes (a swap), starts the stretch again, so a fresh pack is never compared with the
+    one it replaced. None when the stretch has fewer than two runtimes.
+    """
+    first: tuple[datetime, int] | None = None
+    last: tuple[datetime, int] | None = None
+    for at, minutes, present in points:
+        if present is False:
+            first = last = None
+            continue
+        if minutes is None:
+            continue
+        if last is not None and minutes > last[1] + SWAP_RISE:
+            first = None
+        if first is None:
+            first = (at, minutes)
+        last = (at, minutes)
+    if first is None or last is None or last[0] <= first[0]:
+        return None
+    return first[1] - last[1], (last[0] - first[0]).total_seconds() / 60
+
+
+def runtime_trend(
+    *, rules: Rules, tx_present: bool, dropped: int | None, elapsed_minutes: float | None
+) -> Hit | None:
+    """A pack whose runtime fell faster than the clock by more than ``trend_factor`` over at least
+    ``trend_minutes`` of history (``runtime_drop``). Runtimes are whole minutes, so one minute of the fall
+    is allowed for rounding: a healthy pack never trips it."""
+    if AlertKind.RUNTIME_TREND not in rules.kinds or not tx_present or dropped is None or elapsed_minutes is None:
+        return None
+    if elapsed_minutes < rules.trend_minutes or dropped - 1 <= rules.trend_factor * elapsed_minutes:
+        return None
+    return Hit(
+        f"Battery draining fast: runtime fell {dropped} min in {elapsed_minutes:.0f} min; "
+        "check the pack and have a fresh one ready"
+    )
 
 
 def hold_seconds(kind: str, rules: Rules) -> float:

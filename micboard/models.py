@@ -597,6 +597,13 @@ class AlertRule(models.Model):
     diversity_seconds = models.PositiveIntegerField(
         null=True, blank=True, help_text="One antenna alone receiving this long alerts."
     )
+    trend_factor = models.FloatField(
+        "runtime falling faster than",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Alert when the runtime falls this many times faster than the clock (e.g. 1.5).",
+    )
 
     def __str__(self) -> str:
         return f"Alert rules of {self.assignment}"

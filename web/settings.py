@@ -382,13 +382,18 @@ MICBOARD_PEAK_DBFS = env_levels("MICBOARD_PEAK_DBFS")
 # Alerts (README "Alerts"): the rules every assigned channel gets unless its assignment overrides them.
 # A battery at or below BARS bars or MINUTES left; a pack switched off for OFF_GRACE seconds; RF below RF_DBM
 # for RF_SECONDS; one antenna alone receiving for DIVERSITY_SECONDS. KINDS: the kinds switched on.
-_ALERT_KINDS = ("battery", "tx_off", "offline", "dropout", "diversity", "peak", "interference", "control_disabled")
+_ALERT_KINDS = (
+    "battery", "tx_off", "offline", "dropout", "diversity", "peak", "interference", "control_disabled", "runtime_trend"
+)
 MICBOARD_ALERT_BATTERY_BARS = int(env_float("MICBOARD_ALERT_BATTERY_BARS", 1, minimum=0))
 MICBOARD_ALERT_BATTERY_MINUTES = int(env_float("MICBOARD_ALERT_BATTERY_MINUTES", 30, minimum=0))
 MICBOARD_ALERT_OFF_GRACE = int(env_float("MICBOARD_ALERT_OFF_GRACE", 60, minimum=0))
 MICBOARD_ALERT_RF_DBM = env_float("MICBOARD_ALERT_RF_DBM", -85, minimum=-120)
 MICBOARD_ALERT_RF_SECONDS = int(env_float("MICBOARD_ALERT_RF_SECONDS", 2, minimum=0))
 MICBOARD_ALERT_DIVERSITY_SECONDS = int(env_float("MICBOARD_ALERT_DIVERSITY_SECONDS", 300, minimum=0))
+# A pack whose runtime fell more than TREND_FACTOR times the wall minutes over at least TREND_MINUTES of history.
+MICBOARD_ALERT_TREND_FACTOR = env_float("MICBOARD_ALERT_TREND_FACTOR", 1.5, minimum=1.0)
+MICBOARD_ALERT_TREND_MINUTES = env_float("MICBOARD_ALERT_TREND_MINUTES", 10, minimum=2)
 MICBOARD_ALERT_KINDS = tuple(
     k.strip() for k in os.environ.get("MICBOARD_ALERT_KINDS", ",".join(_ALERT_KINDS)).split(",") if k.strip()
 )

@@ -15,16 +15,18 @@ consumers, open each alert once and write each transition once.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from micboard import alerts as rules_of
+from micboard import caching
 from micboard.alerts import AlertKind, Hit, Rules
 from micboard.exceptions import AlertError
 from micboard.models import (
@@ -34,8 +36,10 @@ from micboard.models import (
     Assignment,
     AuditEntry,
     Channel,
+    ChannelSample,
     Receiver,
 )
+from micboard.services.history import RESOLUTIONS
 
 logger = logging.getLogger("micboard.alerts")
 
@@ -69,7 +73,9 @@ def _audit(action: str, alert: Alert, summary: str) -> None:
     AuditEntry.objects.create(action=action, model="alert", object_id=str(alert.pk), summary=summary[:255])
 
 
-def _channel_findings(channel: Channel, rules: Rules, now: datetime) -> dict[str, Hit]:
+def _channel_findings(
+    channel: Channel, rules: Rules, now: datetime, trend: tuple[int, float] | None = None
+) -> dict[str, Hit]:
     receiver = channel.receiver
     tx = getattr(channel, "transmitter", None)
     if tx is None or not receiver.online:
@@ -96,6 +102,12 @@ def _channel_findings(channel: Channel, rules: Rules, now: datetime) -> dict[str
             window=settings.MICBOARD_PEAK_WINDOW,
         ),
         AlertKind.INTERFERENCE: rules_of.interference(rules=rules, tx_present=present, antennas=tx.antennas),
+        AlertKind.RUNTIME_TREND: rules_of.runtime_trend(
+            rules=rules,
+            tx_present=present,
+            dropped=trend[0] if trend else None,
+            elapsed_minutes=trend[1] if trend else None,
+        ),
     }
     return {kind: hit for kind, hit in hits.items() if hit is not None}
 
@@ -117,6 +129,58 @@ def _receiver_findings(receiver: Receiver, rules: Rules) -> dict[str, Hit]:
     return {AlertKind.OFFLINE: hit} if hit is not None else {}
 
 
+class RuntimeTrends:
+    """How far each pack's runtime fell over the last ``trend_minutes`` of history (the runtime-trend rule).
+
+    The evaluators run every second; the history is read at most once a minute per set of channels (an
+    evaluator's), in one query for all of them, and the figures kept in the cache meanwhile. The query
+    reads the rows at 10 s marks only (whatever the history resolution, rows start there), not every
+    second's row.
+    """
+
+    @staticmethod
+    def every(minutes: float) -> float:
+        """Seconds the figures are kept: a minute, less for windows under four minutes."""
+        return min(60.0, minutes * 15)
+
+    @staticmethod
+    def figures(*, channel_ids: Sequence[int], now: datetime, minutes: float) -> dict[int, tuple[int, float]]:
+        """Channel id -> (runtime minutes fallen, wall minutes taken) since its last swap (``runtime_drop``)."""
+        ids = sorted(channel_ids)
+        digest = hashlib.blake2b(repr(ids).encode(), digest_size=8).hexdigest()
+        key = caching.cache_key("alerts", "trend", minutes, digest)
+        kept = caching.cache_get(key)
+        if isinstance(kept, tuple) and len(kept) == 2 and 0 <= now.timestamp() - kept[0] < RuntimeTrends.every(minutes):
+            return kept[1]
+        figures = RuntimeTrends.read(channel_ids=ids, now=now, minutes=minutes)
+        caching.cache_set(key, (now.timestamp(), figures), RuntimeTrends.every(minutes) + 60)
+        return figures
+
+    @staticmethod
+    def read(*, channel_ids: Sequence[int], now: datetime, minutes: float) -> dict[int, tuple[int, float]]:
+        """The figures from the history: one query for every channel."""
+        start = now - timedelta(minutes=minutes + 1)  # a little more: the stretch must span ``minutes``
+        step = 10 if minutes >= 2 else 1
+        first = -(-int(start.timestamp()) // step) * step  # the first mark at or after start
+        marks = [datetime.fromtimestamp(t, tz=UTC) for t in range(first, int(now.timestamp()) + 1, step)]
+        rows = (
+            ChannelSample.objects.filter(
+                channel_id__in=channel_ids, resolution__in=RESOLUTIONS, at__gte=start, at__lte=now, at__in=marks
+            )
+            .order_by("channel_id", "at")
+            .values_list("channel_id", "at", "runtime_minutes", "tx_present")
+        )
+        points: dict[int, list[tuple[datetime, int | None, bool | None]]] = {}
+        for channel_id, at, runtime, present in rows.iterator(chunk_size=4000):
+            points.setdefault(channel_id, []).append((at, runtime, present))
+        figures = {}
+        for channel_id, series in points.items():
+            drop = rules_of.runtime_drop(series)
+            if drop is not None:
+                figures[channel_id] = drop
+        return figures
+
+
 class AlertService:
     """Evaluation and lifecycle of alerts."""
 
@@ -135,6 +199,7 @@ class AlertService:
             rf_dbm=override.rf_dbm,
             rf_seconds=override.rf_seconds,
             diversity_seconds=override.diversity_seconds,
+            trend_factor=override.trend_factor,
         )
 
     @staticmethod
@@ -152,11 +217,17 @@ class AlertService:
             channels = channels.filter(receiver_id__in=receiver_ids)
         found: dict[Key, Finding] = {}
         top_priority: dict[int, int] = {}
+        channels = list(channels)
+        trends = (
+            RuntimeTrends.figures(channel_ids=[c.pk for c in channels], now=now, minutes=defaults.trend_minutes)
+            if AlertKind.RUNTIME_TREND in defaults.kinds and channels
+            else {}
+        )
         for channel in channels:
             assignment = channel.assignment
             top_priority[channel.receiver_id] = max(top_priority.get(channel.receiver_id, 0), assignment.priority)
             rules = AlertService.rules_for(assignment=assignment)
-            for kind, hit in _channel_findings(channel, rules, now).items():
+            for kind, hit in _channel_findings(channel, rules, now, trends.get(channel.pk)).items():
                 found[(channel.receiver_id, channel.pk, kind)] = Finding(
                     hit, rules_of.hold_seconds(kind, rules), assignment.priority
                 )
