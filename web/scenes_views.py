@@ -19,6 +19,7 @@ from micboard.models import Channel, Group, GroupSlot, Performer, Scene, SceneAs
 from micboard.query_optimization import QueryOptimizer
 from micboard.services import AssignmentService, GroupEditService, SceneService
 from micboard.services.board import runtime_text
+from micboard.services.charts import TimelineService
 from micboard.services.setup import PERFORMER_NAME_MAX, clean_performer_name
 from web.access import operator_required, viewer_required
 
@@ -60,7 +61,7 @@ def _drawer_context(request: HttpRequest, channel: Channel, **extra) -> dict:
 
 
 def _render_drawer(request: HttpRequest, channel: Channel, *, status: int = 200, **extra) -> HttpResponse:
-    context = _drawer_context(request, channel, **extra)
+    context = _drawer_context(request, channel, recent=TimelineService.recent(channel=channel), **extra)
     if request.htmx and not request.htmx.boosted:
         return render(request, "micboard/channel.html#drawer", context)  # 200 so htmx swaps it in
     return render(request, "micboard/channel.html", context, status=status)

@@ -5,7 +5,16 @@ from django.urls import include, path
 from django.utils.functional import lazy
 from django.views.generic import RedirectView
 
-from web import access_views, battery_views, discovery_views, ops_views, scenes_views, sheet_views, views
+from web import (
+    access_views,
+    battery_views,
+    discovery_views,
+    history_views,
+    ops_views,
+    scenes_views,
+    sheet_views,
+    views,
+)
 
 urlpatterns = [
     path("", views.board, name="board"),
@@ -30,6 +39,8 @@ urlpatterns = [
     path("channels/<int:pk>/", scenes_views.channel_detail, name="channel-detail"),
     path("channels/<int:pk>/readings/", scenes_views.channel_readings, name="channel-readings"),
     path("channels/<int:pk>/performer/", scenes_views.channel_performer, name="channel-performer"),
+    path("channels/<int:pk>/timeline/", history_views.channel_timeline, name="channel-timeline"),
+    path("channels/<int:pk>/sparklines/", history_views.channel_sparklines, name="channel-sparklines"),
     path("scenes/", scenes_views.scene_list, name="scene-list"),
     path("scenes/new/", scenes_views.scene_create, name="scene-create"),
     path("scenes/<int:pk>/", scenes_views.scene_edit, name="scene-edit"),
