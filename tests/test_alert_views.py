@@ -216,7 +216,12 @@ def test_the_list_answers_304_while_the_same_alerts_are_listed_and_renders_again
     changed = viewer.get(url, headers={**HX, "If-None-Match": etag})
     assert changed.status_code == 200 and "Lead Vocal" in changed.content.decode()
     assert viewer.get(reverse("alerts-list") + "?screen=tv", headers=HX).status_code == 400
-    assert viewer.get(reverse("alerts-list") + "?group=gone", headers=HX).status_code == 404
+    assert viewer.get(reverse("alerts-list") + "?group=gone").status_code == 404
+    # A group deleted under a screen: the board's own refresh takes it to All; the list page goes itself.
+    assert viewer.get(reverse("alerts-list") + "?group=gone&screen=board", headers=HX).status_code == 204
+    gone = viewer.get(reverse("alerts-list") + "?group=gone&screen=page", headers=HX)
+    assert gone["HX-Redirect"] == reverse("alerts")
+    assert "no longer exists" in viewer.get(reverse("alerts")).content.decode()
 
 
 def test_a_scoped_kiosk_lists_its_groups_alerts_only(rack):

@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from micboard.exceptions import AlertError, DeviceNotFoundError
 from micboard.models import Alert
@@ -129,12 +130,25 @@ def alerts(request: HttpRequest) -> HttpResponse:
 @require_GET
 @viewer_required
 def alerts_list(request: HttpRequest) -> HttpResponse:
-    """The list (and the badge, out of band) for HTMX refreshes; 304 while the same alerts are listed."""
+    """The list (and the badge, out of band) for HTMX refreshes; 304 while the same alerts are listed.
+
+    A group deleted meanwhile: on the board and the phone their own refresh takes the screen to All with
+    a notice (this answers 204, nothing to swap); the list page goes there itself (``HX-Redirect``).
+    """
     screen = _screen(request.GET)
     if screen is None:
         return HttpResponseBadRequest("Unknown screen")
     group = request.GET.get("group", "")
-    context = panel_context(request, screen=screen, group=group, live=_live(group))
+    try:
+        live = LiveAlertService.live(group=group)
+    except DeviceNotFoundError as exc:
+        if not request.htmx:
+            raise Http404(str(exc)) from exc
+        if screen != "page":
+            return HttpResponse(status=204)
+        messages.info(request, f"The group “{group[:64]}” no longer exists; showing All.")
+        return HttpResponseClientRedirect(reverse("alerts"))
+    context = panel_context(request, screen=screen, group=group, live=live)
     etag = context["alerts_etag"]
     if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
         response = HttpResponseNotModified()
