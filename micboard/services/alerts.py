@@ -405,7 +405,7 @@ class LiveAlertService:
 
     @staticmethod
     def build(*, group: str = "") -> LiveAlerts:
-        """The live alerts from the database, in one query (see ``live``)."""
+        """The live alerts from the database, in one query (two for a group: it must exist); see ``live``."""
         rows = _group_alerts(group) if group else Alert.objects.filter(state__in=ALERT_LIVE_STATES)
         rows = rows.select_related(
             "receiver", "channel__assignment__performer", "acknowledged_by"
