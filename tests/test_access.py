@@ -425,7 +425,7 @@ def test_every_crew_view_refuses_strangers_and_every_write_refuses_viewers_and_k
     band = rig.channels.get(number=1).group_slots.get().group
     scan = DiscoveryService.request_discovery(scope="127.0.0.0/30")
     urls = crew_urls({"channel": rig.channels.get(number=1).pk, "scene": scene.pk, "group": band.pk,
-                      "slot": band.pk, "kiosk": link.pk, "discovery": scan.pk})
+                      "slot": band.pk, "kiosk": link.pk, "discovery": scan.pk, "alert": 1})
     assert len(urls) > 20
     anonymous, no_role, viewer = Client(), client_for("none"), client_for("viewer")
     kiosk, _ = open_kiosk(link)

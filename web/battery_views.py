@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET
 from micboard.services import BatteryService
 from micboard.services.board import BoardData
 from web.access import viewer_required
+from web.alert_views import panel_context
 from web.views import _clock_time, _etag, _group_url, _poller_stale, page_board, shared_render
 
 LIST_KEY = "micboard:battery:list:{group}"  # cache: the latest rendered list of a group (one entry each)
@@ -52,6 +53,7 @@ def battery(request: HttpRequest) -> HttpResponse:
         return data
     stale, since = _poller_stale()
     context = _battery_context(data, stale=stale, since=since, etag=_etag(data, stale, since, tag="bat"))
+    context.update(panel_context(request, screen="phone", group=data.group))  # the alert badge and list
     return render(request, "micboard/battery.html", context)
 
 

@@ -7,6 +7,7 @@ from django.views.generic import RedirectView
 
 from web import (
     access_views,
+    alert_views,
     battery_views,
     discovery_views,
     history_views,
@@ -23,6 +24,9 @@ urlpatterns = [
     path("battery/list/", battery_views.battery_list, name="battery-list"),
     path("manifest.webmanifest", battery_views.manifest, name="manifest"),
     path("sheet/", sheet_views.sheet, name="sheet"),
+    path("alerts/", alert_views.alerts, name="alerts"),
+    path("alerts/list/", alert_views.alerts_list, name="alerts-list"),
+    path("alerts/<int:pk>/acknowledge/", alert_views.acknowledge, name="alert-acknowledge"),
     path("healthz", views.healthz, name="healthz"),
     path("health/", ops_views.health, name="ops-health"),
     path("metrics", ops_views.prometheus_metrics, name="metrics"),

@@ -30,6 +30,7 @@ from micboard.models import Receiver
 from micboard.services import BoardService
 from micboard.services.board import BoardData, poller_silence_limit
 from web.access import access_of, viewer_required
+from web.alert_views import panel_context
 from web.board_tiles import Snapshot, Snapshots, TileRenders, out_of_band
 
 GRID_KEY = "micboard:board:grid:{group}"  # cache: the latest rendered grid of a group (one entry each)
@@ -132,6 +133,7 @@ def board(request: HttpRequest) -> HttpResponse:
     if scope is not None:
         context["groups"] = [g for g in context["groups"] if g["slug"] == scope.slug]
         context["scoped"] = True
+    context.update(panel_context(request, screen="board", group=data.group))  # the alert badge and list
     return render(request, "micboard/board.html", context)
 
 

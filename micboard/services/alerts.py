@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,7 @@ from django.utils import timezone
 from micboard import alerts as rules_of
 from micboard import caching
 from micboard.alerts import AlertKind, Hit, Rules
-from micboard.exceptions import AlertError
+from micboard.exceptions import AlertError, CoordinationError, DeviceNotFoundError
 from micboard.models import (
     ALERT_LIVE_STATES,
     Alert,
@@ -37,6 +38,8 @@ from micboard.models import (
     AuditEntry,
     Channel,
     ChannelSample,
+    Group,
+    GroupSlot,
     Receiver,
 )
 from micboard.services.history import RESOLUTIONS
@@ -355,4 +358,192 @@ class AlertService:
             alert.refresh_from_db()
             where = f" from {alert.acknowledged_from}" if alert.acknowledged_from else ""
             _audit("acknowledged", alert, f"{alert} by {user}{where}")
+            caching.invalidate_cache_on_commit(LIVE_NAMESPACE)  # the board and the phone show it acknowledged
         return alert
+
+
+# --- the screens' read side: live alerts for the board, its tiles and the phone -----------------------------
+
+_SLUG = re.compile(r"[-\w]{1,64}")  # a group's slug (as the board checks it before using it in a cache key)
+LIVE_NAMESPACE = "board"  # the live alerts are cached under the board's version (every alert change bumps it)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveAlert:
+    """One open or acknowledged alert as a screen lists it (plain data: cached and shared)."""
+
+    id: int
+    kind: str
+    kind_label: str
+    state: str  # "open" or "acknowledged"
+    priority: int
+    priority_label: str
+    where: str  # the performer (or channel name), else the receiver, as the tile is titled
+    place: str  # receiver and channel number ("Rack A ch 2"), or the receiver alone
+    detail: str
+    opened_at: str  # ISO time; the browser counts the age
+    opened_text: str  # that time on the wall clock (server's TIME_ZONE): a fixed time, safe to cache
+    acknowledged_at: str = ""  # ISO time, "" while open
+    acknowledged_text: str = ""
+    acknowledged_by: str = ""
+    acknowledged_from: str = ""
+
+    @property
+    def is_open(self) -> bool:
+        return self.state == Alert.State.OPEN
+
+
+@dataclass(frozen=True, slots=True)
+class LiveAlerts:
+    """The live alerts of a board (one group or every channel), most urgent first."""
+
+    group: str
+    alerts: tuple[LiveAlert, ...] = ()
+
+    @property
+    def open_count(self) -> int:
+        return sum(1 for a in self.alerts if a.is_open)
+
+    @property
+    def acknowledged_count(self) -> int:
+        return len(self.alerts) - self.open_count
+
+    @property
+    def digest(self) -> str:
+        """A digest of everything listed (a screen's ETag: unchanged alerts answer 304)."""
+        return hashlib.blake2b(repr(self).encode(), digest_size=8).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class TileAlert:
+    """What a tile carries: the state of its most urgent live alert and a short text."""
+
+    state: str  # "open" (the tile flashes) or "acknowledged" (marked, steady)
+    text: str  # "Battery low", "Battery low +1"
+
+
+def _iso(at: datetime | None) -> str:
+    return at.isoformat(timespec="seconds") if at is not None else ""
+
+
+def _clock(at: datetime | None) -> str:
+    return timezone.localtime(at).strftime("%H:%M:%S") if at is not None else ""
+
+
+def _urgency(state: str, priority: int) -> tuple[int, int]:
+    return (0 if state == Alert.State.OPEN else 1, -priority)
+
+
+def _group_alerts(group: str):
+    """Live alerts of a group's tiles: their channels', and their receivers' receiver-wide ones."""
+    if not Group.objects.filter(slug=group).exists():
+        raise DeviceNotFoundError(f"No group {group[:64]!r}")
+    slots = GroupSlot.objects.filter(group__slug=group, channel__isnull=False)
+    channel_ids = slots.values("channel_id")
+    receiver_ids = slots.values("channel__receiver_id")
+    live = Alert.objects.filter(state__in=ALERT_LIVE_STATES)
+    return live.filter(channel_id__in=channel_ids) | live.filter(channel__isnull=True, receiver_id__in=receiver_ids)
+
+
+class LiveAlertService:
+    """What the screens show of alerts: cached under the board's version, which every alert change bumps."""
+
+    @staticmethod
+    def live(*, group: str = "") -> LiveAlerts:
+        """The open and acknowledged alerts of a group's tiles ("" for every monitored receiver).
+
+        Open before acknowledged, then highest priority, then oldest. From the cache while the board's
+        version stands (evaluations that change an alert and acknowledgements bump it); built from the
+        database when the coordination store is down.
+
+        Raises:
+            DeviceNotFoundError: no group has that slug.
+        """
+        if group and not _SLUG.fullmatch(group):
+            raise DeviceNotFoundError(f"No group {group[:64]!r}")
+        try:
+            version = caching.namespace_version(LIVE_NAMESPACE)
+        except CoordinationError:
+            return LiveAlertService.build(group=group)
+        return caching.versioned(
+            caching.cache_key(LIVE_NAMESPACE, "alerts", group),
+            lambda: LiveAlertService.build(group=group),
+            version=version,
+            timeout=caching.DAY,
+        )
+
+    @staticmethod
+    def build(*, group: str = "") -> LiveAlerts:
+        """The live alerts from the database, in one query (two for a group: it must exist); see ``live``."""
+        rows = _group_alerts(group) if group else Alert.objects.filter(state__in=ALERT_LIVE_STATES)
+        rows = rows.select_related(
+            "receiver", "channel__assignment__performer", "acknowledged_by"
+        ).order_by("opened_at", "pk")
+        items = []
+        for alert in rows:
+            channel = alert.channel
+            receiver = alert.receiver
+            if channel is not None:
+                assignment = getattr(channel, "assignment", None)
+                where = (assignment.performer.name if assignment else "") or channel.name or str(channel)
+                place = f"{receiver.name} ch {channel.number}"
+            else:
+                where, place = receiver.name, receiver.name
+            user = alert.acknowledged_by
+            items.append(
+                LiveAlert(
+                    id=alert.pk,
+                    kind=alert.kind,
+                    kind_label=alert.get_kind_display(),
+                    state=alert.state,
+                    priority=alert.priority,
+                    priority_label=alert.get_priority_display(),
+                    where=where,
+                    place=place,
+                    detail=alert.detail,
+                    opened_at=_iso(alert.opened_at),
+                    opened_text=_clock(alert.opened_at),
+                    acknowledged_at=_iso(alert.acknowledged_at),
+                    acknowledged_text=_clock(alert.acknowledged_at),
+                    acknowledged_by=user.get_username() if user is not None else "",
+                    acknowledged_from=alert.acknowledged_from,
+                )
+            )
+        items.sort(key=lambda a: _urgency(a.state, a.priority))  # stable: oldest first within each
+        return LiveAlerts(group=group, alerts=tuple(items))
+
+    @staticmethod
+    def for_tiles() -> tuple[dict[int, TileAlert], dict[int, TileAlert]]:
+        """What each tile carries, in one query: (by channel id, by receiver id for receiver-wide alerts).
+
+        A tile shows its own most urgent alert or its receiver's (open before acknowledged, then
+        priority); "+N" counts the others.
+        """
+        rows = Alert.objects.filter(state__in=ALERT_LIVE_STATES).values_list(
+            "channel_id", "receiver_id", "kind", "state", "priority"
+        )
+        by_channel: dict[int, list[tuple[str, str, int]]] = {}
+        by_receiver: dict[int, list[tuple[str, str, int]]] = {}
+        for channel_id, receiver_id, kind, state, priority in rows:
+            target = by_channel.setdefault(channel_id, []) if channel_id else by_receiver.setdefault(receiver_id, [])
+            target.append((kind, state, priority))
+        return _tile_alerts(by_channel), _tile_alerts(by_receiver)
+
+    @staticmethod
+    def tile_alert(
+        *, channel_id: int, receiver_id: int, alerts: tuple[dict[int, TileAlert], dict[int, TileAlert]]
+    ) -> TileAlert | None:
+        """The alert a channel's tile carries, from ``for_tiles()``: its own, else its receiver's."""
+        by_channel, by_receiver = alerts
+        return by_channel.get(channel_id) or by_receiver.get(receiver_id)
+
+
+def _tile_alerts(grouped: dict[int, list[tuple[str, str, int]]]) -> dict[int, TileAlert]:
+    labels = dict(AlertKind.choices)
+    out = {}
+    for key, found in grouped.items():
+        found.sort(key=lambda f: (*_urgency(f[1], f[2]), f[0]))
+        kind, state, _ = found[0]
+        more = f" +{len(found) - 1}" if len(found) > 1 else ""
+        out[key] = TileAlert(state=state, text=f"{labels.get(kind, kind)}{more}")
+    return out

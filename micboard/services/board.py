@@ -28,6 +28,7 @@ from micboard.exceptions import CoordinationError, DeviceNotFoundError
 from micboard.metrics import track_service_metrics
 from micboard.models import Channel, Group, GroupSlot
 from micboard.query_optimization import QueryOptimizer
+from micboard.services.alerts import LiveAlertService, TileAlert
 from micboard.services.charts import SparklineService
 from micboard.status import ChannelStatus
 
@@ -100,6 +101,8 @@ class Tile:
     last_seen: str = ""  # ISO time the pack (its receiver when offline) was last heard; "" when live or never
     last_seen_text: str = ""  # that time as the crew reads it, in TIME_ZONE: "20:14" or "27 Nov 20:14"
     battery_spark: str = ""  # SVG path of the battery over the last 30 minutes (micboard.services.charts), "" none
+    alert_state: str = ""  # its most urgent live alert: "open" (flashes), "acknowledged" (marked); "" for none
+    alert_text: str = ""  # that alert's short text ("Battery low", "Battery low +1")
 
     @property
     def title_size(self) -> str:
@@ -182,7 +185,14 @@ def antenna_levels(text: str) -> tuple[int, ...]:
     return tuple(level(int(p)) for p in parts)
 
 
-def tile_for_channel(channel: Channel, *, slot: int, built_at: datetime | None = None, spark: str = "") -> Tile:
+def tile_for_channel(
+    channel: Channel,
+    *,
+    slot: int,
+    built_at: datetime | None = None,
+    spark: str = "",
+    alert: TileAlert | None = None,
+) -> Tile:
     """Build the tile of one channel (its relations must be loaded: see ``for_board()``).
 
     Meters and the RF level are quantised to what the tile shows (``level()``, ``whole_dbm()``), so
@@ -192,6 +202,7 @@ def tile_for_channel(channel: Channel, *, slot: int, built_at: datetime | None =
         slot: the tile number shown (``Channel.board_position`` on "All", ``GroupSlot.position`` in a group).
         built_at: when the board is built; a last-seen time on another day shows its date.
         spark: the battery sparkline's path (``SparklineService.tile_paths``; changes once a minute at most).
+        alert: the live alert the tile carries (``LiveAlertService.tile_alert``), if any.
     """
     receiver = channel.receiver
     tx = getattr(channel, "transmitter", None)
@@ -268,6 +279,8 @@ def tile_for_channel(channel: Channel, *, slot: int, built_at: datetime | None =
         last_seen=seen_iso,
         last_seen_text=seen_text,
         battery_spark="" if receiver.is_iem else spark,
+        alert_state=alert.state if alert else "",
+        alert_text=alert.text if alert else "",
     )
 
 
@@ -408,24 +421,26 @@ class BoardService:
         now = datetime.now(UTC)
         sparks = SparklineService.tile_paths(now=now)  # one cache read: drawn once a minute by a Huey task
         groups = tuple(GroupTab(name=g.name, slug=g.slug) for g in Group.objects.all())
+        alerts = LiveAlertService.for_tiles()  # one query for every tile's alert
+
+        def tile(channel: Channel, slot: int) -> Tile:
+            alert = LiveAlertService.tile_alert(channel_id=channel.pk, receiver_id=channel.receiver_id, alerts=alerts)
+            return tile_for_channel(channel, slot=slot, built_at=now, spark=sparks.get(channel.pk, ""), alert=alert)
+
         if group:
             if group not in {g.slug for g in groups}:
                 raise DeviceNotFoundError(f"No group {group!r}")
             slots = QueryOptimizer.slots_for_board(GroupSlot.objects.filter(group__slug=group))
             # A tile's number is its slot's position: a slot removed leaves a gap, no renumbering.
             tiles = tuple(
-                tile_for_channel(s.channel, slot=s.position, built_at=now, spark=sparks.get(s.channel_id, ""))
-                if s.channel
-                else Tile(kind="blank", slot=s.position)
+                tile(s.channel, s.position) if s.channel else Tile(kind="blank", slot=s.position)
                 for s in slots.order_by("position")
             )
         else:
             # A tile's number is the channel's own board position: adding or removing a receiver
             # leaves every other tile on its number (gaps allowed).
             channels = Channel.objects.for_board().filter(receiver__active=True).order_by("board_position")
-            tiles = tuple(
-                tile_for_channel(c, slot=c.board_position, built_at=now, spark=sparks.get(c.pk, "")) for c in channels
-            )
+            tiles = tuple(tile(c, c.board_position) for c in channels)
         return BoardData(
             version=version,
             group=group,
