@@ -201,6 +201,18 @@ def test_the_board_and_the_phone_show_the_badge_and_the_list(rack):
     assert 'class="alert-ack"' in client_for("operator").get(reverse("battery")).content.decode()
 
 
+def test_the_sound_is_for_new_open_alerts_and_not_for_audio_peaks(rack):
+    """The board plays a tone for ids in data-open-ids (static/js/alerts.js): a peak flashes, never beeps."""
+    receiver, ch = rack
+    record(receiver, pack_on(1, bars=0), pack_on(2, peak=True), pack_on(3), pack_on(4))
+    evaluate()
+    battery, peak = Alert.objects.get(channel=ch[1], kind="battery"), Alert.objects.get(channel=ch[2], kind="peak")
+    html = client_for("viewer").get(reverse("board")).content.decode()
+    ids = re.search(r'data-open-ids="([^"]*)"', html).group(1).split()
+    assert ids == [str(battery.pk)]
+    assert f'data-alert-id="{peak.pk}" data-state="open"' in html  # listed all the same
+
+
 def test_the_list_answers_304_while_the_same_alerts_are_listed_and_renders_again_when_they_change(rack):
     receiver, _ch = rack
     viewer = client_for("viewer")

@@ -4,7 +4,8 @@
    Sound: off by default and remembered in localStorage. Browsers allow audio only after a user gesture,
    so the AudioContext is created (and resumed) only in the click on the toggle; a screen reloaded with the
    sound on waits for one tap on the toggle. A tone plays when an open alert appears that this screen
-   has not listed before: not on every refresh, not for acknowledged alerts. */
+   has not listed before: not on every refresh, not for acknowledged alerts, and not for audio peaks
+   (the list leaves them out of data-open-ids: a singer's every peak would beep; the tile flashes). */
 (function () {
   "use strict";
 
