@@ -44,6 +44,12 @@ class AlertTargetForm(forms.ModelForm):
 
 
 class WebhookForm(AlertTargetForm):
+    url = forms.URLField(
+        label="URL",
+        max_length=500,
+        assume_scheme="https",
+        help_text="Receives a POST of JSON per alert transition (docs/alerts.md: payload and signature).",
+    )
     secret = forms.CharField(
         required=False,
         strip=True,

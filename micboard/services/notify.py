@@ -493,7 +493,9 @@ class NotifyService:
             return subject, intro + "\n".join(lines) + "\n"
         alert = payload["alert"]
         prefix = {"acknowledged": "Acknowledged: ", "resolved": "Resolved: "}.get(delivery.event, "")
-        subject = _text(f"[micboard] {alert['priority'].upper()}: {prefix}{_where(alert)}", 200)
+        subject = _text(
+            f"[micboard] {alert['priority'].upper()}: {prefix}{alert['kind_label']} on {_where(alert)}", 200
+        )
         body = [
             f"{alert['kind_label']} on {_where(alert)}",
             f"Priority: {alert['priority']}",
