@@ -22,6 +22,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core import mail
 from django.urls import reverse
+from django.utils import timezone
 from huey.contrib.djhuey import HUEY
 
 from micboard.models import Alert, AlertSubscription, Assignment, Delivery, Webhook
@@ -197,6 +198,58 @@ def test_a_drained_pack_reaches_the_webhook_with_a_valid_signature(settings, hoo
     assert body["board_url"] == f"http://127.0.0.1:8000/channels/{channel.pk}/"
     delivery.refresh_from_db()
     assert (delivery.state, delivery.attempts, delivery.status_code) == ("sent", 1, 200)
+
+
+class QueueRunner:
+    """What a Huey consumer's scheduler and worker do, in one thread: move due scheduled tasks to the queue,
+    run queued tasks (a whole consumer would also start link shifts, which this test has no use for)."""
+
+    def __init__(self, queue):
+        self.queue = queue
+        self.halt = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        from django.db import connection
+
+        try:
+            while not self.halt.is_set():
+                for task in self.queue.read_schedule():
+                    self.queue.enqueue(task)
+                task = self.queue.dequeue()
+                if task is None:
+                    self.halt.wait(0.05)
+                else:
+                    self.queue.execute(task)
+        finally:
+            connection.close()
+
+    def stop(self):
+        self.halt.set()
+        self.thread.join(10)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_queue_sends_the_message_after_the_commit_and_retries_a_failing_receiver(settings, hook_server, queue):
+    settings.MICBOARD_ALERT_RETRY_SECONDS = 0.2
+    receiver = make_receiver()
+    AssignmentService.assign(channel=receiver.channels.get(number=1), performer="Lead Vocal")
+    hook = webhook(hook_server.url)
+    hook_server.replies = [(500, {}, 0)]
+    queue.flush()  # the link shift a new receiver queues: no link in this test
+    runner = QueueRunner(queue)
+    try:
+        now = timezone.now()
+        record(receiver, pack_on(1, bars=1), now=now)
+        assert AlertService.evaluate(now=now).opened == 1
+        delivery = Delivery.objects.get(webhook=hook)
+        wait_for(lambda: Delivery.objects.filter(pk=delivery.pk, state="sent").exists(), 10, "deliver it")
+    finally:
+        runner.stop()
+    delivery.refresh_from_db()
+    assert [e["outcome"] for e in delivery.log] == ["retry", "sent"]
+    assert [r["valid"] for r in hook_server.received] == [True, True]
 
 
 # --- (g) nothing is sent in the evaluation or a request -------------------------------------------------------
