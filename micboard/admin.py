@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from micboard.admin_alerts import AlertRuleInline  # also registers webhooks, subscriptions and deliveries
 from micboard.exceptions import ConfigurationError
 from micboard.models import (
     MAX_BOARD_POSITION,
@@ -408,6 +409,7 @@ class AssignmentAdmin(BoardAdmin):
     autocomplete_fields = ["performer"]
     search_fields = ["performer__name", "channel__name"]
     actions = ["enable_alerts", "disable_alerts"]
+    inlines = [AlertRuleInline]
 
     def save_model(self, request, obj, form, change):
         if change:

@@ -684,3 +684,15 @@ class AlertCondition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} since {self.since:%H:%M:%S}"
+
+
+# Webhooks, e-mail subscriptions and the delivery log live in their own module (see there).
+from micboard.models_outbound import (  # noqa: E402, F401
+    EVENT_ACKNOWLEDGED,
+    EVENT_CHOICES,
+    EVENT_OPENED,
+    EVENT_RESOLVED,
+    AlertSubscription,
+    Delivery,
+    Webhook,
+)

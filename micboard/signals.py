@@ -36,11 +36,22 @@ from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
 from micboard.caching import cache_key, invalidate_cache, invalidate_cache_on_commit
-from micboard.models import Assignment, AuditEntry, Group, KioskLink, Location, Performer, Receiver
+from micboard.models import (
+    AlertRule,
+    AlertSubscription,
+    Assignment,
+    AuditEntry,
+    Group,
+    KioskLink,
+    Location,
+    Performer,
+    Receiver,
+    Webhook,
+)
 
 logger = logging.getLogger("micboard.access")
 
-AUDITED = (Receiver, Assignment, Group, Location, Performer)
+AUDITED = (Receiver, Assignment, Group, Location, Performer, AlertRule, Webhook, AlertSubscription)
 ACCESS_NAMESPACE = "access"
 USER_BOOKKEEPING = frozenset({"last_login"})
 

@@ -6,4 +6,4 @@ class TasksConfig(AppConfig):
     verbose_name = "micboard tasks"
 
     def ready(self) -> None:
-        from tasks import discovery, history, links  # noqa: F401  (registers the Huey tasks)
+        from tasks import discovery, history, links, notify  # noqa: F401  (registers the Huey tasks)

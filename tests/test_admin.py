@@ -12,7 +12,18 @@ from django.urls import reverse
 from django.utils import timezone
 
 from micboard.exceptions import ChannelRemovalError
-from micboard.models import Alert, Assignment, AuditEntry, Group, GroupSlot, RealTimeConnection, Receiver, Show
+from micboard.models import (
+    Alert,
+    AlertSubscription,
+    Assignment,
+    AuditEntry,
+    Group,
+    GroupSlot,
+    RealTimeConnection,
+    Receiver,
+    Show,
+    Webhook,
+)
 from micboard.services import (
     AssignmentService,
     DeviceService,
@@ -22,6 +33,7 @@ from micboard.services import (
     LocationService,
     PollOutcome,
 )
+from micboard.services.notify import NotifyService
 from micboard.status import ChannelStatus
 from tests.factories import make_receiver, pack_on, reading
 
@@ -57,6 +69,9 @@ def rig(receiver):
         receiver=receiver, channel=receiver.channels.get(number=1), kind="battery", detail="Battery low: 1 bar",
         opened_at=timezone.now(),
     )
+    hook = Webhook.objects.create(name="FOH chat", url="http://127.0.0.1:9/hook", secret="s" * 32)
+    NotifyService.queue_test(webhook=hook)
+    AlertSubscription.objects.create(user=User.objects.create_user("sam", email="sam@example.org"))
     return receiver
 
 
@@ -83,6 +98,9 @@ ADMIN_PAGES = {
     "kiosklink": (200, "FOH tablet Band Active"),
     "show": (403, "Summer Gala"),  # one row: added once, then edited
     "alert": (403, "Battery low: 1 bar"),  # opened and resolved by the alert rules
+    "webhook": (200, "FOH chat"),
+    "alertsubscription": (200, "sam@example.org"),
+    "delivery": (403, "webhook FOH chat"),  # written by the alert transitions, the log of what was sent
 }
 
 

@@ -402,6 +402,25 @@ if unknown_kinds := set(MICBOARD_ALERT_KINDS) - set(_ALERT_KINDS):
         f"MICBOARD_ALERT_KINDS: unknown {', '.join(sorted(unknown_kinds))}; known: {', '.join(_ALERT_KINDS)}"
     )
 
+# Alert messages (docs/alerts.md): webhooks and e-mail, sent by Huey tasks. At most RATE_PER_MINUTE messages
+# per webhook or user in any minute (the rest go out as one summary); SEND_ATTEMPTS tries per message, retried
+# after RETRY_SECONDS doubling up to RETRY_MAX_SECONDS (a server's Retry-After is honoured up to that); a webhook
+# must answer within WEBHOOK_TIMEOUT seconds. PUBLIC_URL: the board's address as the crew opens it, for links.
+MICBOARD_PUBLIC_URL = os.environ.get("MICBOARD_PUBLIC_URL", "").strip()
+MICBOARD_ALERT_RATE_PER_MINUTE = int(env_float("MICBOARD_ALERT_RATE_PER_MINUTE", 6, minimum=1))
+MICBOARD_ALERT_SEND_ATTEMPTS = int(env_float("MICBOARD_ALERT_SEND_ATTEMPTS", 6, minimum=1))
+MICBOARD_ALERT_RETRY_SECONDS = env_float("MICBOARD_ALERT_RETRY_SECONDS", 10, minimum=0.1)
+MICBOARD_ALERT_RETRY_MAX_SECONDS = env_float("MICBOARD_ALERT_RETRY_MAX_SECONDS", 600, minimum=1)
+MICBOARD_WEBHOOK_TIMEOUT = env_float("MICBOARD_WEBHOOK_TIMEOUT", 5, minimum=0.5)
+# E-mail through Django's SMTP backend (tests: its in-memory backend).
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(env_float("EMAIL_PORT", 25, minimum=1))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT", 10, minimum=1)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "micboard@localhost")
+
 # Shure System API servers: a CA file (PEM) to verify their certificates with. A receiver may instead pin its
 # server's certificate (SHA-256 fingerprint in its settings). TLS is never verified "off".
 MICBOARD_SYSTEM_API_CA_FILE = os.environ.get("MICBOARD_SYSTEM_API_CA_FILE", "")

@@ -6,7 +6,8 @@ pure rule functions of ``micboard.alerts`` which conditions hold, and reconciles
 * a condition that starts holding gets an ``AlertCondition`` row (since when); a time-bound kind (pack off,
   dropout, diversity) opens its alert once it held long enough, the others at once;
 * an open or acknowledged alert whose condition cleared is resolved;
-* every transition writes an ``AuditEntry``.
+* every transition writes an ``AuditEntry``, and records the messages it owes webhooks and e-mail
+  subscribers in the same transaction (``NotifyService.record``: an outbox, sent later by Huey tasks).
 
 All state lives in the database, and every write is conditional (a unique constraint refuses a second live
 alert per channel and kind; a resolve only changes a live row), so two evaluators running at once, in two
@@ -32,6 +33,9 @@ from micboard.alerts import AlertKind, Hit, Rules
 from micboard.exceptions import AlertError, CoordinationError, DeviceNotFoundError
 from micboard.models import (
     ALERT_LIVE_STATES,
+    EVENT_ACKNOWLEDGED,
+    EVENT_OPENED,
+    EVENT_RESOLVED,
     Alert,
     AlertCondition,
     Assignment,
@@ -43,6 +47,7 @@ from micboard.models import (
     Receiver,
 )
 from micboard.services.history import RESOLUTIONS
+from micboard.services.notify import NotifyService
 
 logger = logging.getLogger("micboard.alerts")
 
@@ -317,6 +322,7 @@ class AlertService:
                     opened_at=now,
                 )
                 _audit("opened", alert, f"{alert}: {alert.detail}")
+                NotifyService.record(alert=alert, event=EVENT_OPENED, now=now)
         except IntegrityError:
             return 0
         logger.info("alert opened: %s", alert)
@@ -332,6 +338,7 @@ class AlertService:
             if done:
                 alert.state, alert.resolved_at = Alert.State.RESOLVED, now
                 _audit("resolved", alert, f"{alert}: cleared")
+                NotifyService.record(alert=alert, event=EVENT_RESOLVED, now=now)
         return done
 
     @staticmethod
@@ -358,6 +365,7 @@ class AlertService:
             alert.refresh_from_db()
             where = f" from {alert.acknowledged_from}" if alert.acknowledged_from else ""
             _audit("acknowledged", alert, f"{alert} by {user}{where}")
+            NotifyService.record(alert=alert, event=EVENT_ACKNOWLEDGED, now=now)
             caching.invalidate_cache_on_commit(LIVE_NAMESPACE)  # the board and the phone show it acknowledged
         return alert
 
