@@ -486,9 +486,7 @@ def run_show(
         free = round(_free_bytes() * share) if connection.vendor == "sqlite" else None
         size = round(size * share)
     report = ReportService.build(start=start, end=end)
-    by_channel = {
-        (key, p.number): p for p in report.packs for key, r in show.receivers.items() if p.receiver == r.name
-    }
+    by_channel = {(key, p.number): p for p in report.packs for key, r in show.receivers.items() if p.receiver == r.name}
     result = ShowResult(
         start=start,
         end=end,

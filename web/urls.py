@@ -5,7 +5,7 @@ from django.urls import include, path
 from django.utils.functional import lazy
 from django.views.generic import RedirectView
 
-from web import access_views, battery_views, discovery_views, ops_views, scenes_views, sheet_views, views
+from web import access_views, battery_views, discovery_views, ops_views, report_views, scenes_views, sheet_views, views
 
 urlpatterns = [
     path("", views.board, name="board"),
@@ -14,6 +14,8 @@ urlpatterns = [
     path("battery/list/", battery_views.battery_list, name="battery-list"),
     path("manifest.webmanifest", battery_views.manifest, name="manifest"),
     path("sheet/", sheet_views.sheet, name="sheet"),
+    path("report/", report_views.report, name="report"),
+    path("report.csv", report_views.report_csv, name="report-csv"),
     path("healthz", views.healthz, name="healthz"),
     path("health/", ops_views.health, name="ops-health"),
     path("metrics", ops_views.prometheus_metrics, name="metrics"),

@@ -47,8 +47,35 @@ MIN_HOURS_FOR_DRAIN = 1.0  # a pack on for less than this gives no drain figure
 MAX_DAYS = 31  # the longest range a report covers
 
 
+class _Figures:
+    """Text of the figures both tables show."""
+
+    on_seconds: int
+    lowest_bars: int | None
+    lowest_percent: int | None
+    lowest_minutes: int | None
+
+    @property
+    def on_hm(self) -> str:
+        """Time on as H:MM."""
+        minutes = self.on_seconds // 60
+        return f"{minutes // 60}:{minutes % 60:02d}"
+
+    @property
+    def lowest(self) -> str:
+        """The lowest battery in words: "1 bar · 20 % · 96 min" (what the pack reported)."""
+        parts = []
+        if self.lowest_bars is not None:
+            parts.append(f"{self.lowest_bars} bar" + ("" if self.lowest_bars == 1 else "s"))
+        if self.lowest_percent is not None:
+            parts.append(f"{self.lowest_percent} %")
+        if self.lowest_minutes is not None:
+            parts.append(f"{self.lowest_minutes} min")
+        return " · ".join(parts)
+
+
 @dataclass(slots=True)
-class PackReport:
+class PackReport(_Figures):
     """One pack (a channel: the pack slot on a receiver) over the range."""
 
     channel_id: int
@@ -82,7 +109,7 @@ class PackReport:
 
 
 @dataclass(slots=True)
-class PerformerReport:
+class PerformerReport(_Figures):
     """A performer's packs (their assignments now), added up."""
 
     name: str
@@ -309,7 +336,8 @@ class ReportService:
             drain = pack.drain_per_hour
             if median and drain is not None and drain >= FAST_DRAIN * median:
                 pack.flags.append(
-                    f"runtime fell {drain:.0f} min per hour on, {drain / median:.1f}× the median pack ({median:.0f})"
+                    f"runtime fell {drain:.0f} min per hour on, "
+                    f"{drain / median:.1f} times the median pack ({median:.0f})"
                 )
             if most >= 2 and pack.dropouts == most:
                 pack.flags.append(f"most dropouts: {pack.dropouts} ({pack.dropout_seconds} s)")
