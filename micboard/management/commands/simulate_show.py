@@ -8,6 +8,8 @@ mismatch. It adds two receivers ("Show run ...") while it runs: run it on a data
 
 from __future__ import annotations
 
+import logging
+
 from django.core.management.base import BaseCommand, CommandError
 
 from micboard.showrun import run_show
@@ -30,7 +32,13 @@ class Command(BaseCommand):
     def handle(self, *args, hours: float, step: int, seed: int, keep: bool, **options) -> None:
         if not 1 <= hours <= 48:
             raise CommandError("--hours must be between 1 and 48")
-        result = run_show(hours=hours, step=step, seed=seed, keep=keep, progress=self.stdout.write)
+        alerts = logging.getLogger("micboard.alerts")
+        level = alerts.level
+        alerts.setLevel(logging.WARNING)  # a line per alert opened would bury the figures
+        try:
+            result = run_show(hours=hours, step=step, seed=seed, keep=keep, progress=self.stdout.write)
+        finally:
+            alerts.setLevel(level)
         for line in result.lines():
             self.stdout.write(line)
         if result.problems():
