@@ -52,14 +52,16 @@ screenshots: $(VENV)/.dev chromium
 	MICBOARD_README_SHOTS=1 $(PY) -m pytest e2e
 
 ## bench: speed and memory figures on a throwaway data directory: poll cycle, live links, board refresh, and against
-## `manage.py serve`: device change -> Chromium and 5 min of 100 screens per board size (about 30 min in all;
+## `manage.py serve`: device change -> Chromium and 5 min of 100 screens per board size, then a 24-hour show at
+## high speed (history size, report against the simulator; docs/report.md) (about 30 min in all;
 ## BENCH_ARGS="--latency-trials 0 --load-seconds 0" for the quick part alone)
 BENCH_ARGS ?= --latency-trials 10 --load-seconds 300
 bench: $(VENV)/.dev chromium
 	@dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
 	MICBOARD_DATA_DIR="$$dir" $(PY) manage.py migrate --verbosity 0 && \
 	MICBOARD_DATA_DIR="$$dir" $(PY) manage.py collectstatic --noinput --verbosity 0 && \
-	MICBOARD_DATA_DIR="$$dir" $(PY) manage.py benchmark $(BENCH_ARGS)
+	MICBOARD_DATA_DIR="$$dir" $(PY) manage.py benchmark $(BENCH_ARGS) && \
+	MICBOARD_DATA_DIR="$$dir" $(PY) manage.py simulate_show
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

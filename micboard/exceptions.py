@@ -108,3 +108,7 @@ class BoardOrderError(MicboardError):
 
 class AlertError(MicboardError):
     """An alert cannot make the asked transition (already acknowledged or resolved)."""
+
+
+class ReportError(MicboardError):
+    """A post-show report that cannot be made as asked (a bad time range)."""

@@ -7,7 +7,7 @@ run goes on where it stopped. See ``micboard.services.history``.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
@@ -23,10 +23,11 @@ logger = logging.getLogger("tasks.history")
 BATCH_ROWS = 5000
 
 
-def fold_history() -> tuple[int, int]:
+def fold_history(*, now: datetime | None = None) -> tuple[int, int]:
     """Fold 1 s rows older than MICBOARD_HISTORY_RAW_MINUTES into 10 s rows, and 10 s rows older than
-    MICBOARD_HISTORY_TEN_SECOND_HOURS into 60 s rows; the source rows folded at each step."""
-    now = timezone.now()
+    MICBOARD_HISTORY_TEN_SECOND_HOURS into 60 s rows; the source rows folded at each step. ``now``: the
+    clock to age them by (the show clock of ``micboard/showrun.py``; default the wall clock)."""
+    now = now or timezone.now()
     raw = HistoryService.downsample(
         source=1,
         target=10,
@@ -42,9 +43,9 @@ def fold_history() -> tuple[int, int]:
     return raw, ten
 
 
-def prune_history_now() -> int:
-    """Delete samples older than MICBOARD_HISTORY_RETENTION_DAYS; the count deleted."""
-    older_than = timezone.now() - timedelta(days=settings.MICBOARD_HISTORY_RETENTION_DAYS)
+def prune_history_now(*, now: datetime | None = None) -> int:
+    """Delete samples older than MICBOARD_HISTORY_RETENTION_DAYS (before ``now``); the count deleted."""
+    older_than = (now or timezone.now()) - timedelta(days=settings.MICBOARD_HISTORY_RETENTION_DAYS)
     return HistoryService.prune(older_than=older_than, batch_rows=BATCH_ROWS)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -336,6 +336,31 @@ class HistoryService:
                         break
                     deleted += ChannelSample.objects.filter(pk__in=pks).delete()[0]
         return deleted
+
+    @staticmethod
+    def stored_rows(
+        *, start: datetime, end: datetime, channel_ids: Sequence[int] | None = None, chunk_size: int = 5000
+    ) -> Iterator[tuple]:
+        """Every stored sample from ``start`` to ``end`` as kept (each row at its own resolution, nothing folded),
+        ordered by channel then time, streamed in one query.
+
+        Yields: (channel_id, at, resolution, battery_bars, battery_percent, runtime_minutes, rf_dbm, status,
+        tx_present) tuples.
+        """
+        rows = ChannelSample.objects.filter(at__gte=start, at__lt=end)
+        if channel_ids is not None:
+            rows = rows.filter(channel_id__in=list(channel_ids))
+        yield from rows.order_by("channel_id", "at", "pk").values_list(
+            "channel_id",
+            "at",
+            "resolution",
+            "battery_bars",
+            "battery_percent",
+            "runtime_minutes",
+            "rf_dbm",
+            "status",
+            "tx_present",
+        ).iterator(chunk_size=chunk_size)
 
     @staticmethod
     def resolution_for(*, start: datetime, now: datetime | None = None) -> int:

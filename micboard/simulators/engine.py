@@ -110,10 +110,12 @@ class ChannelState:
     calc_until: float = 0.0  # loop time until which the runtime reads "calculating"
     clip_samples: int = 0
     rf_lost: bool = False  # the pack is out of range: RF at the noise floor, audio gone (a dropout)
-    drain: float = 1.0  # how many times faster than its runtime predicts the pack drains (a worn battery)
     active_antenna: int = 0
     auto_on_at: float | None = None  # simulated time at which an auto-switched-off pack returns
     swap_on_return: bool = False
+    drain: float = 1.0  # runtime used per second on: above 1 a worn battery (its runtime falls faster than the clock)
+    on_seconds: float = 0.0  # ground truth: simulated seconds the pack was on
+    used_seconds: float = 0.0  # ground truth: runtime used (seconds on times ``drain``), what the pack's runtime lost
     # Per-channel random parameters (seeded).
     rf_base: float = -55.0
     ant_offset: tuple[float, ...] = (0.0, -2.0)
@@ -146,6 +148,10 @@ class SimulatedDevice(abc.ABC):
         pack_events_per_hour: with dynamics, how often (per transmitter per simulated hour) a
             performer switches the pack off for 20-120 simulated seconds (a low pack comes back
             fresh, as after a battery swap); packs under 10 % do it six times as often.
+        manual_clock: simulated time moves only when the caller calls :meth:`advance` (``speed`` is then
+            unused): no dynamics timer and no meter timers; each advance ticks the dynamics and sends one
+            meter sample per metered channel. A 24-hour show then runs as fast as its reader can follow
+            (``micboard/showrun.py``), and runs the same every time.
     """
 
     extra_faults: ClassVar[tuple[str, ...]] = ()
@@ -170,6 +176,7 @@ class SimulatedDevice(abc.ABC):
         runtime_hours: float = 8.0,
         calculating_seconds: float = 5.0,
         pack_events_per_hour: float = 1.0,
+        manual_clock: bool = False,
     ) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
@@ -185,6 +192,7 @@ class SimulatedDevice(abc.ABC):
         self.runtime_minutes = runtime_hours * 60.0
         self.calculating_seconds = calculating_seconds
         self.pack_events_per_hour = pack_events_per_hour
+        self.manual_clock = manual_clock
         self.seed = seed if seed is not None else random.randrange(1 << 32)
         self._dseed = (self.seed * 1_000_003 + zlib.crc32(self.key.encode())) & MASK64
         self._rng = random.Random(self._dseed)
@@ -305,7 +313,7 @@ class SimulatedDevice(abc.ABC):
         if self._running:
             return
         self._loop = asyncio.get_running_loop()
-        self._t0 = self._loop.time()
+        self._t0 = self._now()
         self._running = True
         self.powered = True
         try:
@@ -315,7 +323,8 @@ class SimulatedDevice(abc.ABC):
             self.powered = False
             raise
         self._remember_reported()
-        self._tick_task = asyncio.create_task(self._tick_loop(), name=f"sim-{self.key}-tick")
+        if not self.manual_clock:
+            self._tick_task = asyncio.create_task(self._tick_loop(), name=f"sim-{self.key}-tick")
 
     async def stop(self) -> None:
         """Close the listener and every connection and stop all timers."""
@@ -350,8 +359,32 @@ class SimulatedDevice(abc.ABC):
                 ch.meter_task = None
 
     def _now(self) -> float:
+        """The device's clock: the loop's, or the simulated seconds so far with a manual clock."""
+        if self.manual_clock:
+            return self._sim_time
         assert self._loop is not None
         return self._loop.time()
+
+    def _calculating_span(self) -> float:
+        """How long (on :meth:`_now`'s clock) a pack switched on reports its runtime as calculating."""
+        if not self.calculating_seconds:
+            return 0.0
+        return self.calculating_seconds / (1.0 if self.manual_clock else self.speed)
+
+    def advance(self, seconds: float) -> None:
+        """Manual clock: move simulated time on by ``seconds``, then send one meter sample per metered channel.
+
+        Call it from the simulator's event loop. Raises: SimulatorError without ``manual_clock``.
+        """
+        if not self.manual_clock:
+            raise SimulatorError(f"{self.key} runs on its own clock (manual_clock is off)")
+        if not seconds > 0:
+            raise SimulatorError(f"advance by a positive number of seconds, not {seconds!r}")
+        self._tick(float(seconds))
+        if self._running:
+            for ch in self.channels:
+                if ch.meter_rate:
+                    self._emit_meter(ch)
 
     def _elapsed(self) -> float:
         return self._now() - self._t0 if self._loop is not None else 0.0
@@ -384,7 +417,7 @@ class SimulatedDevice(abc.ABC):
         if ch.meter_task:
             ch.meter_task.cancel()
             ch.meter_task = None
-        if rate > 0 and self._running:
+        if rate > 0 and self._running and not self.manual_clock:
             ch.meter_task = asyncio.create_task(self._meter_loop(ch, rate), name=f"sim-{self.key}-meter")
 
     async def _meter_loop(self, ch: ChannelState, rate: int) -> None:
@@ -528,7 +561,10 @@ class SimulatedDevice(abc.ABC):
                 if ch.tx_model is None:
                     continue
                 if ch.tx_on:
-                    ch.battery_pct = max(0.0, ch.battery_pct - 100.0 * sim_dt * ch.drain / runtime_s)
+                    used = min(sim_dt * ch.drain, ch.battery_pct * runtime_s / 100.0)
+                    ch.on_seconds += sim_dt
+                    ch.used_seconds += used
+                    ch.battery_pct = max(0.0, ch.battery_pct - 100.0 * used / runtime_s)
                     if ch.battery_pct <= 0.0:
                         self._switch_off(ch)
                         continue
@@ -555,7 +591,7 @@ class SimulatedDevice(abc.ABC):
         ch.tx_on = True
         ch.auto_on_at = None
         ch.swap_on_return = False
-        ch.calc_until = self._now() + self.calculating_seconds / self.speed if self.calculating_seconds else 0.0
+        ch.calc_until = self._now() + self._calculating_span() if self.calculating_seconds else 0.0
 
     # ------------------------------------------------------------ control API
 
@@ -675,7 +711,7 @@ class SimulatedDevice(abc.ABC):
         for ch in self.channels:
             ch.meter_rate = 0
             if ch.tx_on and self.calculating_seconds:
-                ch.calc_until = self._now() + self.calculating_seconds / self.speed
+                ch.calc_until = self._now() + self._calculating_span()
         self._on_boot()
         try:
             await self._sync_listener()
@@ -704,6 +740,8 @@ class SimulatedDevice(abc.ABC):
             "audio_muted": ch.audio_mute,
             "rf_lost": ch.rf_lost,
             "clip_pending": ch.clip_samples,
+            "on_seconds": round(ch.on_seconds, 3) if has_tx else None,
+            "used_seconds": round(ch.used_seconds, 3) if has_tx else None,
         }
 
     def snapshot(self) -> dict[str, Any]:
