@@ -9,38 +9,16 @@ filled in, and the page shows only its last four characters. Messages are queued
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from micboard.models import (
-    EVENT_CHOICES,
-    AlertRule,
-    AlertSubscription,
-    Assignment,
-    Delivery,
-    Webhook,
-)
+from micboard.exceptions import ConfigurationError, RateLimitedError
+from micboard.forms import AlertTargetForm, SubscriptionRulesForm
+from micboard.models import AlertRule, AlertSubscription, Delivery, Webhook
 from micboard.services.notify import NotifyService
 
 STATE_COLOURS = {"queued": "#b54708", "sent": "#1a7f37", "failed": "#b42318", "suppressed": "#667085"}
 SECRET_MIN_LENGTH = 16
-
-
-class AlertTargetForm(forms.ModelForm):
-    """The filters a webhook and a subscription share: events, priorities, board groups."""
-
-    events = forms.MultipleChoiceField(
-        choices=EVENT_CHOICES,
-        widget=forms.CheckboxSelectMultiple,
-        help_text="Which of an alert's transitions are sent.",
-    )
-    priorities = forms.TypedMultipleChoiceField(
-        choices=Assignment.Priority.choices,
-        coerce=int,
-        required=False,
-        widget=forms.CheckboxSelectMultiple,
-        help_text="Only alerts of these priorities; none ticked: every priority.",
-    )
 
 
 class WebhookForm(AlertTargetForm):
@@ -80,25 +58,19 @@ class WebhookForm(AlertTargetForm):
         return secret
 
 
-class AlertSubscriptionForm(AlertTargetForm):
-    class Meta:
-        model = AlertSubscription
-        fields = ["user", "active", "events", "priorities", "groups", "quiet_start", "quiet_end"]
+class AlertSubscriptionForm(SubscriptionRulesForm):
+    """The admin's subscription: for any user (the crew's own page is web/subscription_views.py)."""
+
+    class Meta(SubscriptionRulesForm.Meta):
+        fields = ["user", *SubscriptionRulesForm.Meta.fields]
 
     def clean_user(self):
         user = self.cleaned_data["user"]
-        if not user.email:
-            raise forms.ValidationError(f"{user} has no e-mail address: add one to the user first.")
+        try:
+            NotifyService.check_address(user=user)
+        except ConfigurationError as exc:
+            raise forms.ValidationError(str(exc)) from exc
         return user
-
-    def clean(self):
-        cleaned = super().clean()
-        start, end = cleaned.get("quiet_start"), cleaned.get("quiet_end")
-        if (start is None) != (end is None):
-            raise forms.ValidationError("Quiet hours need both a start and an end (or neither).")
-        if start is not None and start == end:
-            raise forms.ValidationError("Quiet hours that start when they end are empty: leave both blank instead.")
-        return cleaned
 
 
 def _badge(colour: str, text: str):
@@ -166,6 +138,21 @@ class AlertSubscriptionAdmin(AlertTargetAdmin):
     search_fields = ["user__username", "user__email"]
     list_select_related = ["user"]
     autocomplete_fields = ["user"]
+    actions = ["send_test"]
+
+    @admin.action(permissions=["change"], description="Send a test message")
+    def send_test(self, request, queryset):
+        queued, refused = 0, []
+        for subscription in queryset.select_related("user"):
+            try:
+                NotifyService.queue_test(user=subscription.user)
+            except (ConfigurationError, RateLimitedError) as exc:
+                refused.append(f"{subscription.user}: {exc}")
+            else:
+                queued += 1
+        self.message_user(request, f"Test e-mail queued for {queued} subscriber(s); see Deliveries for the outcome.")
+        for line in refused:
+            self.message_user(request, line, level=messages.WARNING)
 
     @admin.display(description="E-mail", ordering="user__email")
     def email(self, obj):

@@ -112,3 +112,11 @@ class AlertError(MicboardError):
 
 class ReportError(MicboardError):
     """A post-show report that cannot be made as asked (a bad time range)."""
+
+
+class RateLimitedError(MicboardError):
+    """Asked again too soon (a test e-mail within a minute of the last); ``wait_seconds`` until it is allowed."""
+
+    def __init__(self, message: str, *, wait_seconds: int) -> None:
+        super().__init__(message)
+        self.wait_seconds = wait_seconds

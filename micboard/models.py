@@ -688,6 +688,7 @@ class AlertCondition(models.Model):
 
 # Webhooks, e-mail subscriptions and the delivery log live in their own module (see there).
 from micboard.models_outbound import (  # noqa: E402, F401
+    ALERT_EVENTS,
     EVENT_ACKNOWLEDGED,
     EVENT_CHOICES,
     EVENT_OPENED,

@@ -34,20 +34,26 @@ import random
 import re
 import smtplib
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from datetime import time as clock
 
 import httpx
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage
+from django.core.validators import validate_email
 from django.db import transaction
 from django.db.models import Min, Q
 from django.dispatch import Signal
 from django.urls import reverse
 from django.utils import timezone
 
-from micboard.exceptions import ConfigurationError
-from micboard.models import Alert, AlertSubscription, Assignment, Delivery, GroupSlot, Webhook
+from micboard.exceptions import ConfigurationError, RateLimitedError
+from micboard.models import ALERT_EVENTS, Alert, AlertSubscription, Assignment, Delivery, Group, GroupSlot, Webhook
 
 logger = logging.getLogger("micboard.notify")
 
@@ -60,6 +66,8 @@ SUMMARY_LIMIT = 50  # alerts listed in one summary message (the count says how m
 ERROR_BYTES = 300  # of a failing response's body, kept in the log
 LOST_AFTER = timedelta(seconds=60)  # a queued delivery this late had its task lost: the sweep queues it again
 SIGNATURE_HEADER = "X-Micboard-Signature"
+TEST_EMAIL_EVERY = timedelta(seconds=60)  # one test e-mail per user in this time
+EMAIL_MAX_LENGTH = 254
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _SMTP_PERMANENT = (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused)
 
@@ -234,25 +242,150 @@ class NotifyService:
         return rows
 
     @staticmethod
-    def queue_test(*, webhook: Webhook) -> Delivery:
-        """Queue a test message to a webhook (the admin's "send test"), sent like any other."""
-        delivery = Delivery.objects.create(
-            event=Delivery.EVENT_TEST,
-            webhook=webhook,
-            next_attempt_at=timezone.now(),
-            payload={
-                "event": Delivery.EVENT_TEST,
-                "detail": f"Test message from micboard to the webhook {webhook.name}.",
-                "board_url": _public_url(reverse("board")),
-            },
-        )
-        NotifyService._announce([(delivery.pk, None)])
+    def queue_test(*, webhook: Webhook | None = None, user: AbstractBaseUser | None = None) -> Delivery:
+        """Queue a test message to a webhook or to a user's e-mail address, sent like any other (by Huey).
+
+        A user gets at most one test e-mail per TEST_EMAIL_EVERY, whoever asks (the user or an admin).
+
+        Raises:
+            ConfigurationError: neither or both targets given, or the user has no e-mail address.
+            RateLimitedError: the user's last test e-mail was queued less than TEST_EMAIL_EVERY ago.
+        """
+        if (webhook is None) == (user is None):
+            raise ConfigurationError("A test message goes to one webhook or one user.")
+        now = timezone.now()
+        if webhook is not None:
+            detail = f"Test message from micboard to the webhook {webhook.name}."
+        else:
+            NotifyService.check_address(user=user)
+            detail = f"Test message from micboard to {user.get_username()}'s alert e-mail address."
+        with transaction.atomic():
+            if user is not None:
+                get_user_model().objects.select_for_update().filter(pk=user.pk).first()  # one asker at a time
+                last = (
+                    Delivery.objects.filter(user=user, event=Delivery.EVENT_TEST, created_at__gt=now - TEST_EMAIL_EVERY)
+                    .order_by("-created_at")
+                    .values_list("created_at", flat=True)
+                    .first()
+                )
+                if last is not None:
+                    wait = max(1, int((last + TEST_EMAIL_EVERY - now).total_seconds() + 0.999))
+                    raise RateLimitedError(
+                        f"A test e-mail was sent less than a minute ago; try again in {wait} s.", wait_seconds=wait
+                    )
+            delivery = Delivery.objects.create(
+                event=Delivery.EVENT_TEST,
+                webhook=webhook,
+                user=user,
+                next_attempt_at=now,
+                payload={"event": Delivery.EVENT_TEST, "detail": detail, "board_url": _public_url(reverse("board"))},
+            )
+            NotifyService._announce([(delivery.pk, None)])
         return delivery
 
     @staticmethod
     def _announce(schedule: list[tuple[int, datetime | None]]) -> None:
         if schedule:
             transaction.on_commit(lambda: deliveries_queued.send(sender=Delivery, schedule=schedule))
+
+    # ------------------------------------------------------------------------------------------ subscriptions
+
+    @staticmethod
+    def check_address(*, user: AbstractBaseUser) -> None:
+        """A subscription e-mails the user's own address, so the user needs one.
+
+        Raises:
+            ConfigurationError: the user has no e-mail address.
+        """
+        if not getattr(user, "email", ""):
+            raise ConfigurationError(f"{user} has no e-mail address: add one to the user first.")
+
+    @staticmethod
+    def check_quiet_hours(*, start: clock | None, end: clock | None) -> None:
+        """Quiet hours are both set (a window that may span midnight) or both blank, and never empty.
+
+        Raises:
+            ConfigurationError: one end only, or a window that starts when it ends.
+        """
+        if (start is None) != (end is None):
+            raise ConfigurationError("Quiet hours need both a start and an end (or neither).")
+        if start is not None and start == end:
+            raise ConfigurationError("Quiet hours that start when they end are empty: leave both blank instead.")
+
+    @staticmethod
+    def clean_email(*, email: str) -> str:
+        """An e-mail address as stored on the user (domain in lower case).
+
+        Raises:
+            ConfigurationError: blank, too long, or not an address.
+        """
+        email = (email or "").strip()
+        if not email:
+            raise ConfigurationError("Alert e-mail needs an address.")
+        if len(email) > EMAIL_MAX_LENGTH:
+            raise ConfigurationError(f"An e-mail address has at most {EMAIL_MAX_LENGTH} characters.")
+        try:
+            validate_email(email)
+        except ValidationError as exc:
+            raise ConfigurationError(f"“{email[:100]}” is not an e-mail address.") from exc
+        local, _, domain = email.rpartition("@")
+        return f"{local}@{domain.lower()}"
+
+    @staticmethod
+    def save_subscription(
+        *,
+        user: AbstractBaseUser,
+        email: str,
+        active: bool,
+        events: Collection[str],
+        priorities: Collection[int],
+        group_ids: Collection[int],
+        quiet_start: clock | None,
+        quiet_end: clock | None,
+    ) -> AlertSubscription:
+        """Create or change ``user``'s own alert e-mail, and the user's address with it (one transaction).
+
+        Every rule is checked here, whatever form sent the values: the address, at least one known event,
+        known priorities, existing board groups (none: every board), quiet hours. The subscription's save
+        is written to the audit trail.
+
+        Raises:
+            ConfigurationError: a value breaks a rule (the message says which); nothing is saved.
+        """
+        email = NotifyService.clean_email(email=email)
+        if any(e not in ALERT_EVENTS for e in events):
+            raise ConfigurationError("Unknown event: choose among opened, acknowledged and resolved.")
+        if not events:
+            raise ConfigurationError("Tick at least one event: opened, acknowledged or resolved.")
+        known = set(Assignment.Priority.values)
+        if any(p not in known for p in priorities):
+            raise ConfigurationError("Unknown priority: choose among low, normal, high and critical.")
+        group_ids = set(group_ids)
+        groups = list(Group.objects.filter(pk__in=group_ids))
+        if len(groups) != len(group_ids):
+            raise ConfigurationError("A board group ticked no longer exists: reload the page.")
+        NotifyService.check_quiet_hours(start=quiet_start, end=quiet_end)
+        with transaction.atomic():
+            if user.email != email:
+                user.email = email
+                user.save(update_fields=["email"])
+            subscription = AlertSubscription.objects.filter(user=user).first() or AlertSubscription(user=user)
+            subscription.active = bool(active)
+            subscription.events = [e for e in ALERT_EVENTS if e in events]
+            subscription.priorities = sorted(set(priorities))
+            subscription.quiet_start, subscription.quiet_end = quiet_start, quiet_end
+            subscription.save()
+            subscription.groups.set(groups)
+        return subscription
+
+    @staticmethod
+    def delete_subscription(*, user: AbstractBaseUser) -> bool:
+        """Stop ``user``'s alert e-mail (the address stays on the user); whether there was a subscription."""
+        subscription = AlertSubscription.objects.filter(user=user).first()
+        if subscription is None:
+            return False
+        subscription.delete()  # one row, so the audit trail's post_delete sees it
+        return True
 
     # ------------------------------------------------------------------------------------------ sending
 
