@@ -15,6 +15,7 @@ from web import (
     report_views,
     scenes_views,
     sheet_views,
+    subscription_views,
     views,
 )
 
@@ -28,6 +29,9 @@ urlpatterns = [
     path("alerts/", alert_views.alerts, name="alerts"),
     path("alerts/list/", alert_views.alerts_list, name="alerts-list"),
     path("alerts/<int:pk>/acknowledge/", alert_views.acknowledge, name="alert-acknowledge"),
+    path("alerts/subscription/", subscription_views.subscription, name="alert-subscription"),
+    path("alerts/subscription/test/", subscription_views.subscription_test, name="alert-subscription-test"),
+    path("alerts/subscription/delete/", subscription_views.subscription_delete, name="alert-subscription-delete"),
     path("report/", report_views.report, name="report"),
     path("report.csv", report_views.report_csv, name="report-csv"),
     path("healthz", views.healthz, name="healthz"),
