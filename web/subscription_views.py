@@ -55,11 +55,13 @@ class SubscriptionForm(SubscriptionRulesForm):
 def crew_only(view):
     """Signed-in users with a role (``viewer_required``); kiosk sessions, which have no user, are refused."""
 
+    guarded = viewer_required(view)
+
     @wraps(view)
     def wrapped(request: HttpRequest, *args, **kwargs):
         if access_of(request).kiosk is not None:
             return refuse(request, KIOSK_MESSAGE, reason="kiosk")
-        return viewer_required(view)(request, *args, **kwargs)
+        return guarded(request, *args, **kwargs)
 
     return wrapped
 
