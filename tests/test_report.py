@@ -201,6 +201,10 @@ def test_a_viewer_sees_both_tables_the_print_css_and_the_csv_link(client, pack):
     assert "css/report.css" in html and "css/print.css" in html
     assert reverse("report-csv") + "?start=" in html
     assert "46 min" in html
+    # Each pack links to its timeline over the same range ("when did it start dropping out?").
+    query = _query()
+    timeline = reverse("channel-timeline", args=[pack.pk]) + f"?start={query['start']}&amp;end={query['end']}"
+    assert timeline.replace(":", "%3A") in html
     assert client.post(reverse("report"), _query()).status_code == 405
 
 

@@ -12,7 +12,7 @@ import pytest
 from micboard.showrun import RUNTIME_TOLERANCE_MINUTES, SIZE_MARGIN, run_show
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # each step commits, as a link holder's do
 def test_a_24_hour_show_keeps_its_stated_size_and_the_report_matches_the_simulator(caplog):
     caplog.set_level(logging.WARNING, logger="micboard")
     result = run_show(hours=24)

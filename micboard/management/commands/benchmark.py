@@ -295,10 +295,13 @@ class Command(BaseCommand):
                 f"The database holds {existing} receiver(s). The benchmark creates and deletes data: run it "
                 "on a throwaway database (`make bench`), or pass --force."
             )
-        # Hundreds of measured requests: their access-log lines would bury the figures and cost time.
-        request_log = logging.getLogger("web.requests")
-        level = request_log.level
-        request_log.setLevel(max(logging.WARNING, level))
+        # Hundreds of measured requests: their access-log lines would bury the figures and cost time. The
+        # bench's throwaway receivers go offline whenever a board size's simulator stops: real alerts on
+        # them, which are not figures either.
+        quiet = [logging.getLogger(name) for name in ("web.requests", "micboard.alerts")]
+        levels = [log.level for log in quiet]
+        for log, level in zip(quiet, levels, strict=True):
+            log.setLevel(max(logging.WARNING, level))
         try:
             _Run(
                 self, receivers=receivers, boards=boards, repeat=repeat, requests=requests,
@@ -307,7 +310,8 @@ class Command(BaseCommand):
                 load_seconds=options["load_seconds"], load_screens=options["load_screens"],
             ).execute()
         finally:
-            request_log.setLevel(level)
+            for log, level in zip(quiet, levels, strict=True):
+                log.setLevel(level)
 
     def line(self, text: str = "") -> None:
         self.stdout.write(text)
