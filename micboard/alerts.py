@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import models
@@ -170,8 +171,16 @@ def interference(*, rules: Rules, tx_present: bool, antennas: str) -> Hit | None
 SWAP_RISE = 3
 
 
-def runtime_drop(points: Sequence[tuple[datetime, int | None, bool | None]]) -> tuple[int, float] | None:
-    """How far a pack's runtime fell since its last swap: (minutes fallen, wall minutes taken), or None.
+class Drop(NamedTuple):
+    """How far a pack's runtime fell since its last swap (``runtime_drop``)."""
+
+    fallen: int  # runtime minutes
+    minutes: float  # wall minutes it took
+    last_runtime: int  # the last runtime read: a pack reading much more now was swapped since
+
+
+def runtime_drop(points: Sequence[tuple[datetime, int | None, bool | None]]) -> Drop | None:
+    """How far a pack's runtime fell since its last swap (:class:`Drop`), or None.
 
     ``points`` are (time, runtime minutes, pack present), oldest first, as the history holds them. Unknown
     and calculating runtimes (None) are skipped; a pack switched off, or a runtime that rises by more
@@ -193,18 +202,29 @@ def runtime_drop(points: Sequence[tuple[datetime, int | None, bool | None]]) -> 
         last = (at, minutes)
     if first is None or last is None or last[0] <= first[0]:
         return None
-    return first[1] - last[1], (last[0] - first[0]).total_seconds() / 60
+    return Drop(first[1] - last[1], (last[0] - first[0]).total_seconds() / 60, last[1])
+
+
+def swapped_since(drop: Drop, runtime_now: int | None) -> bool:
+    """Whether the pack reads a fresh battery since ``drop`` was measured (its figures are another pack's)."""
+    return runtime_now is not None and runtime_now > drop.last_runtime + SWAP_RISE
 
 
 def runtime_trend(
-    *, rules: Rules, tx_present: bool, dropped: int | None, elapsed_minutes: float | None
+    *, rules: Rules, tx_present: bool, dropped: int | None, elapsed_minutes: float | None, holding: bool = False
 ) -> Hit | None:
     """A pack whose runtime fell faster than the clock by more than ``trend_factor`` over at least
     ``trend_minutes`` of history (``runtime_drop``). Runtimes are whole minutes, so one minute of the fall
-    is allowed for rounding: a healthy pack never trips it."""
+    is allowed for rounding: a healthy pack never trips it.
+
+    ``holding`` (the alert is open already): it holds until the fall slows to half the factor's excess
+    over the clock (1.25 for 1.5). A pack draining right at the factor would otherwise open and resolve it
+    every time the runtime's last whole minute ticks over.
+    """
     if AlertKind.RUNTIME_TREND not in rules.kinds or not tx_present or dropped is None or elapsed_minutes is None:
         return None
-    if elapsed_minutes < rules.trend_minutes or dropped - 1 <= rules.trend_factor * elapsed_minutes:
+    factor = 1 + (rules.trend_factor - 1) / 2 if holding else rules.trend_factor
+    if elapsed_minutes < rules.trend_minutes or dropped - 1 <= factor * elapsed_minutes:
         return None
     return Hit(
         f"Battery draining fast: runtime fell {dropped} min in {elapsed_minutes:.0f} min; "

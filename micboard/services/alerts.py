@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -82,13 +82,15 @@ def _audit(action: str, alert: Alert, summary: str) -> None:
 
 
 def _channel_findings(
-    channel: Channel, rules: Rules, now: datetime, trend: tuple[int, float] | None = None
+    channel: Channel, rules: Rules, now: datetime, trend: rules_of.Drop | None = None, trending: bool = False
 ) -> dict[str, Hit]:
     receiver = channel.receiver
     tx = getattr(channel, "transmitter", None)
     if tx is None or not receiver.online:
         return {}
     present = bool(tx.present)
+    if trend is not None and rules_of.swapped_since(trend, tx.runtime_minutes):
+        trend = None  # figures read up to a minute ago, of the pack swapped out since: nothing to judge yet
     hits = {
         AlertKind.BATTERY: rules_of.battery(
             rules=rules, tx_present=present, bars=tx.battery_bars, minutes=tx.runtime_minutes
@@ -113,8 +115,9 @@ def _channel_findings(
         AlertKind.RUNTIME_TREND: rules_of.runtime_trend(
             rules=rules,
             tx_present=present,
-            dropped=trend[0] if trend else None,
-            elapsed_minutes=trend[1] if trend else None,
+            dropped=trend.fallen if trend else None,
+            elapsed_minutes=trend.minutes if trend else None,
+            holding=trending,
         ),
     }
     return {kind: hit for kind, hit in hits.items() if hit is not None}
@@ -138,13 +141,17 @@ def _receiver_findings(receiver: Receiver, rules: Rules) -> dict[str, Hit]:
 
 
 class RuntimeTrends:
-    """How far each pack's runtime fell over the last ``trend_minutes`` of history (the runtime-trend rule).
+    """How far each pack's runtime fell since its last swap, over at most the last hour (the runtime-trend rule).
 
-    The evaluators run every second; the history is read at most once a minute per set of channels (an
-    evaluator's), in one query for all of them, and the figures kept in the cache meanwhile. The query
-    reads the rows at 10 s marks only (whatever the history resolution, rows start there), not every
-    second's row.
+    The longer the stretch, the truer the rate: a runtime in whole minutes is one minute off at most, a
+    tenth of a 10-minute stretch but a sixtieth of an hour's. The evaluators run every second; the history
+    is read at most once a minute per set of channels (an evaluator's), in one query for all of them, and
+    the figures kept in the cache meanwhile. The query reads the rows at minute marks only (windows under
+    five minutes: just the window, at 10 s or 1 s marks; whatever the history resolution, rows start
+    there), not every second's row.
     """
+
+    LOOKBACK_MINUTES = 60
 
     @staticmethod
     def every(minutes: float) -> float:
@@ -152,11 +159,11 @@ class RuntimeTrends:
         return min(60.0, minutes * 15)
 
     @staticmethod
-    def figures(*, channel_ids: Sequence[int], now: datetime, minutes: float) -> dict[int, tuple[int, float]]:
-        """Channel id -> (runtime minutes fallen, wall minutes taken) since its last swap (``runtime_drop``)."""
+    def figures(*, channel_ids: Sequence[int], now: datetime, minutes: float) -> dict[int, rules_of.Drop]:
+        """Channel id -> how far its runtime fell since its last swap (``runtime_drop``)."""
         ids = sorted(channel_ids)
         digest = hashlib.blake2b(repr(ids).encode(), digest_size=8).hexdigest()
-        key = caching.cache_key("alerts", "trend", minutes, digest)
+        key = caching.cache_key("alerts", "trend2", minutes, digest)  # trend2: Drop values (a deploy's old entries)
         kept = caching.cache_get(key)
         if isinstance(kept, tuple) and len(kept) == 2 and 0 <= now.timestamp() - kept[0] < RuntimeTrends.every(minutes):
             return kept[1]
@@ -165,10 +172,13 @@ class RuntimeTrends:
         return figures
 
     @staticmethod
-    def read(*, channel_ids: Sequence[int], now: datetime, minutes: float) -> dict[int, tuple[int, float]]:
+    def read(*, channel_ids: Sequence[int], now: datetime, minutes: float) -> dict[int, rules_of.Drop]:
         """The figures from the history: one query for every channel."""
-        start = now - timedelta(minutes=minutes + 1)  # a little more: the stretch must span ``minutes``
-        step = 10 if minutes >= 2 else 1
+        if minutes >= 5:  # the show's windows: up to an hour at minute marks
+            lookback, step = max(minutes, RuntimeTrends.LOOKBACK_MINUTES), 60
+        else:  # hair-trigger windows (and tests): just the window, at marks fine enough for it
+            lookback, step = minutes, 10 if minutes >= 2 else 1
+        start = now - timedelta(minutes=lookback + 1)  # a little more: the stretch may span the whole lookback
         first = -(-int(start.timestamp()) // step) * step  # the first mark at or after start
         marks = [datetime.fromtimestamp(t, tz=UTC) for t in range(first, int(now.timestamp()) + 1, step)]
         rows = (
@@ -211,8 +221,14 @@ class AlertService:
         )
 
     @staticmethod
-    def findings(*, now: datetime, receiver_ids: Sequence[int] | None = None) -> dict[Key, Finding]:
-        """Every condition that holds now on monitored receivers (channels: assigned, alerts on)."""
+    def findings(
+        *, now: datetime, receiver_ids: Sequence[int] | None = None, trending: Collection[int] = ()
+    ) -> dict[Key, Finding]:
+        """Every condition that holds now on monitored receivers (channels: assigned, alerts on).
+
+        Args:
+            trending: channels whose runtime-trend alert is live (it holds to a lower rate than opens it).
+        """
         defaults = rules_of.default_rules()
         receivers = Receiver.objects.filter(active=True).select_related("connection")
         channels = (
@@ -235,7 +251,8 @@ class AlertService:
             assignment = channel.assignment
             top_priority[channel.receiver_id] = max(top_priority.get(channel.receiver_id, 0), assignment.priority)
             rules = AlertService.rules_for(assignment=assignment)
-            for kind, hit in _channel_findings(channel, rules, now, trends.get(channel.pk)).items():
+            trend = trends.get(channel.pk)
+            for kind, hit in _channel_findings(channel, rules, now, trend, channel.pk in trending).items():
                 found[(channel.receiver_id, channel.pk, kind)] = Finding(
                     hit, rules_of.hold_seconds(kind, rules), assignment.priority
                 )
@@ -257,14 +274,15 @@ class AlertService:
             What changed.
         """
         now = now or timezone.now()
-        found = AlertService.findings(now=now, receiver_ids=receiver_ids)
         conditions = AlertCondition.objects.all()
         live = Alert.objects.filter(state__in=ALERT_LIVE_STATES)
         if receiver_ids is not None:
             conditions = conditions.filter(receiver_id__in=receiver_ids)
             live = live.filter(receiver_id__in=receiver_ids) | live.filter(receiver__active=False)
-        since: dict[Key, AlertCondition] = {(c.receiver_id, c.channel_id, c.kind): c for c in conditions}
         alerts: dict[Key, Alert] = {(a.receiver_id, a.channel_id, a.kind): a for a in live}
+        trending = {key[1] for key in alerts if key[2] == AlertKind.RUNTIME_TREND}
+        found = AlertService.findings(now=now, receiver_ids=receiver_ids, trending=trending)
+        since: dict[Key, AlertCondition] = {(c.receiver_id, c.channel_id, c.kind): c for c in conditions}
 
         gone = [c.pk for key, c in since.items() if key not in found]
         if gone:
