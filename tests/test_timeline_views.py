@@ -197,7 +197,10 @@ def test_alerts_show_as_bands_and_markers_with_who_acknowledged(signed_in, rack)
         resolved_at=now - timedelta(minutes=5),
     )
     page = signed_in.get(url(channel, range="1h")).content.decode()
-    assert 'class="band alert-resolved"' in page
+    # Drawn as the crew saw it while it was live: open for its first 5 minutes, then acknowledged.
+    assert re.search(r'class="band alert-open"[^>]*>\s*<title>Battery low \(open\)', page)
+    assert re.search(r'class="band alert-acknowledged"[^>]*>\s*<title>Battery low \(acknowledged\)', page)
+    assert "alert-resolved" not in page.split("<table", 1)[0]
     assert "mark mark-opened" in page and "mark mark-acknowledged" in page and "mark mark-resolved" in page
     assert "Battery low acknowledged by sam from FOH tablet" in page
     assert f"{alert.get_kind_display()} resolved" in page

@@ -535,15 +535,19 @@ class TimelineService:
         for alert in alerts:
             name = alert.get_kind_display()
             until = alert.resolved_at or min(end, now)
-            found = band(
-                start=alert.opened_at.timestamp(),
-                end=until.timestamp(),
-                frame=frame,
-                css=f"alert-{alert.state}",
-                label=f"{name}: {alert.detail}",
-            )
-            if found:
-                bands.append(found)
+            # What the crew saw while it was live: open until someone acknowledged it, then acknowledged.
+            acked = alert.acknowledged_at if alert.acknowledged_at and alert.acknowledged_at < until else None
+            spans = [(alert.opened_at, acked or until, "open"), *([(acked, until, "acknowledged")] if acked else [])]
+            for since, to, state in spans:
+                found = band(
+                    start=since.timestamp(),
+                    end=to.timestamp(),
+                    frame=frame,
+                    css=f"alert-{state}",
+                    label=f"{name} ({state}): {alert.detail}",
+                )
+                if found:
+                    bands.append(found)
             steps = [(alert.opened_at, "opened", f"{name} opened: {alert.detail}")]
             if alert.acknowledged_at:
                 who = alert.acknowledged_by.get_username() if alert.acknowledged_by else "someone since removed"
