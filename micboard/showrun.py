@@ -67,7 +67,7 @@ PERFORMERS = {"ulxd": "Band", "ad": "Cast"}
 # README "History": bytes a sample row takes on disk with its index (``manage.py history_size``), the upper end.
 STATED_BYTES_PER_ROW = {"sqlite": 91, "postgresql": 143}
 # A show writes channels interleaved and the folding deletes rows all through the table, which leaves pages
-# part-full: a 24-hour show measured 1.38x the packed figure on SQLite, 1.37x on PostgreSQL (vacuumed hourly).
+# part-full: a 24-hour show measured 1.38-1.41x the packed figure on SQLite, 1.37x on PostgreSQL (vacuumed hourly).
 # The README states 1.5x as the size to plan for; over it, the show fails.
 SIZE_MARGIN = 1.5
 RUNTIME_TOLERANCE_MINUTES = 2  # per battery period (see micboard/services/report.py)
