@@ -50,6 +50,7 @@ class Rules:
     rf_dbm: float = -85.0
     rf_seconds: int = 2
     diversity_seconds: int = 300
+    peak_seconds: int = 30
     trend_factor: float = 1.5
     trend_minutes: float = 10.0
     kinds: frozenset[str] = frozenset(AlertKind.values)
@@ -64,6 +65,7 @@ def default_rules() -> Rules:
         rf_dbm=settings.MICBOARD_ALERT_RF_DBM,
         rf_seconds=settings.MICBOARD_ALERT_RF_SECONDS,
         diversity_seconds=settings.MICBOARD_ALERT_DIVERSITY_SECONDS,
+        peak_seconds=settings.MICBOARD_ALERT_PEAK_SECONDS,
         trend_factor=settings.MICBOARD_ALERT_TREND_FACTOR,
         trend_minutes=settings.MICBOARD_ALERT_TREND_MINUTES,
         kinds=frozenset(settings.MICBOARD_ALERT_KINDS),
@@ -144,7 +146,12 @@ def diversity(*, rules: Rules, tx_present: bool, antennas: str) -> Hit | None:
 
 
 def peak(*, rules: Rules, tx_present: bool, last_peak_at: datetime | None, now: datetime, window: float) -> Hit | None:
-    """Audio peaked within the peak window (the board's PEAK badge)."""
+    """Audio peaked within the peak window (the board's PEAK badge).
+
+    One peak is the tile's PEAK badge, not an alert: the service holds this for ``peak_seconds``
+    (:func:`hold_seconds`), so only a pack that keeps peaking (each peak within the window of the last)
+    alerts, a gain set too hot. A lively demo rig opened an alert every two seconds without the hold.
+    """
     if (
         AlertKind.PEAK not in rules.kinds
         or not tx_present
@@ -152,7 +159,7 @@ def peak(*, rules: Rules, tx_present: bool, last_peak_at: datetime | None, now: 
         or now - last_peak_at > timedelta(seconds=window)
     ):
         return None
-    return Hit("Audio peak: check the pack's gain")
+    return Hit("Audio peaking again and again: check the pack's gain")
 
 
 def interference(*, rules: Rules, tx_present: bool, antennas: str) -> Hit | None:
@@ -240,4 +247,6 @@ def hold_seconds(kind: str, rules: Rules) -> float:
         return float(rules.rf_seconds)
     if kind == AlertKind.DIVERSITY:
         return float(rules.diversity_seconds)
+    if kind == AlertKind.PEAK:
+        return float(rules.peak_seconds)
     return 0.0

@@ -255,15 +255,37 @@ def test_the_other_antenna_taking_over_restarts_the_diversity_wait(rack, setting
     assert live()[0].detail.startswith("Only antenna B receives")
 
 
-def test_peaks_and_interference_open_and_clear(rack, settings):
+def test_interference_opens_at_once_and_a_pack_that_keeps_peaking_opens_a_peak_alert(rack, settings):
     settings.MICBOARD_PEAK_WINDOW = 10
+    settings.MICBOARD_ALERT_PEAK_SECONDS = 30
     receiver, _ = rack
     record(receiver, pack_on(1, peak=True, antennas="AR"))
     AlertService.evaluate(now=NOW)
+    assert [a.kind for a in live()] == ["interference"], "one peak is the tile's badge, not an alert"
+    for second in range(8, 33, 8):  # peaking again within the window of the last, for 32 s: the gain is too hot
+        at = NOW + timedelta(seconds=second)
+        record(receiver, pack_on(1, peak=True, antennas="AR"), now=at)
+        AlertService.evaluate(now=at)
     assert sorted(a.kind for a in live()) == ["interference", "peak"]
-    record(receiver, pack_on(1, antennas="AA"), now=NOW + timedelta(seconds=11))
-    AlertService.evaluate(now=NOW + timedelta(seconds=11))
+    assert live(kind="peak")[0].detail == "Audio peaking again and again: check the pack's gain"
+    later = NOW + timedelta(seconds=43)  # no peak for the window, the antennas fine
+    record(receiver, pack_on(1, antennas="AA"), now=later)
+    AlertService.evaluate(now=later)
     assert not live()
+
+
+def test_peaks_further_apart_than_the_window_never_alert(rack, settings):
+    settings.MICBOARD_PEAK_WINDOW = 10
+    settings.MICBOARD_ALERT_PEAK_SECONDS = 30
+    receiver, _ = rack
+    for second in range(0, 120, 15):  # a peak every 15 s: each one a badge, never a held condition
+        at = NOW + timedelta(seconds=second)
+        record(receiver, pack_on(1, peak=True), now=at)
+        AlertService.evaluate(now=at)
+        at = at + timedelta(seconds=11)
+        record(receiver, pack_on(1), now=at)
+        AlertService.evaluate(now=at)
+    assert not live(kind="peak")
 
 
 def test_an_offline_receiver_has_one_receiver_alert_with_its_highest_priority(rack, settings):

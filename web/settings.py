@@ -391,6 +391,8 @@ MICBOARD_ALERT_OFF_GRACE = int(env_float("MICBOARD_ALERT_OFF_GRACE", 60, minimum
 MICBOARD_ALERT_RF_DBM = env_float("MICBOARD_ALERT_RF_DBM", -85, minimum=-120)
 MICBOARD_ALERT_RF_SECONDS = int(env_float("MICBOARD_ALERT_RF_SECONDS", 2, minimum=0))
 MICBOARD_ALERT_DIVERSITY_SECONDS = int(env_float("MICBOARD_ALERT_DIVERSITY_SECONDS", 300, minimum=0))
+# A pack that keeps peaking this long (each peak within MICBOARD_PEAK_WINDOW of the last) alerts; one peak does not.
+MICBOARD_ALERT_PEAK_SECONDS = int(env_float("MICBOARD_ALERT_PEAK_SECONDS", 30, minimum=0))
 # A pack whose runtime fell more than TREND_FACTOR times the wall minutes over at least TREND_MINUTES of history.
 MICBOARD_ALERT_TREND_FACTOR = env_float("MICBOARD_ALERT_TREND_FACTOR", 1.5, minimum=1.0)
 MICBOARD_ALERT_TREND_MINUTES = env_float("MICBOARD_ALERT_TREND_MINUTES", 10, minimum=2)
