@@ -49,3 +49,37 @@ def test_the_timeline_opens_from_the_drawer_and_zooms(logged_in, poller, rig):
     page.get_by_role("link", name="Last 1 h").click()
     expect(page.locator(".chart-rf path.line-rf")).to_have_count(1)
     screenshot(page, "timeline", full_page=True)
+
+
+def test_tile_sparklines_never_push_the_meters_off_a_tile(logged_in, rig):
+    """Every tile keeps readable RF and AF meters at every screen size; the sparkline gives way when tight."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from micboard.models import Channel
+    from micboard.services import BoardService
+    from micboard.services.charts import SparklineService
+
+    page = logged_in
+    now = timezone.now().replace(second=0, microsecond=0)
+    rows = [
+        ChannelSample(channel=channel, at=now - timedelta(seconds=s), resolution=1, battery_bars=4,
+                      battery_percent=60 + s // 60, tx_present=True)
+        for channel in Channel.objects.filter(receiver__in=rig.values())
+        for s in range(0, 1800, 10)
+    ]  # fmt: skip
+    ChannelSample.objects.bulk_create(rows)
+    assert SparklineService.refresh(now=now + timedelta(seconds=5)) == 8
+    BoardService.bump_version()
+    shown = 0
+    for width, height in ((1920, 1080), (1400, 1000), (1600, 560), (1280, 480)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.goto(page.url.split("?")[0])
+        expect(page.locator("article.tile .tile-spark")).to_have_count(8)
+        for meter in page.locator("article.tile .meter-af").all():
+            box = meter.bounding_box()
+            assert box is not None and box["width"] >= 64, f"AF meter squeezed to {box} at {width}x{height}"
+        shown += page.locator("article.tile .tile-spark:visible").count()
+    assert shown > 0, "the sparkline shows where the tile has room"
+    screenshot(page, "board-sparklines")
