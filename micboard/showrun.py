@@ -33,15 +33,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.core.management.base import CommandError
 from django.db import connection, transaction
 from django.utils import timezone
 
 from micboard.drivers import get_link
+from micboard.exceptions import ConfigurationError
 from micboard.models import ChannelSample, Receiver
 from micboard.services import AssignmentService, DeviceService, PollOutcome
 from micboard.services.alerts import AlertService
-from micboard.services.history import SampleRecorder
+from micboard.services.history import HistoryService, SampleRecorder
 from micboard.services.report import ReportService, ShowReport
 from micboard.simulators.rig import rig_device
 from micboard.simulators.shure_tcp import SimulatedShureDevice
@@ -475,8 +475,6 @@ def run_show(
 
     ``keep=False`` deletes the show's receivers (and with them its samples and alerts) afterwards.
     """
-    from micboard.management.commands.history_size import table_bytes
-
     if step not in (1, 2, 5, 10):
         raise ValueError("step must divide 10 (1, 2, 5 or 10 show-seconds)")
     if start is None:
@@ -493,8 +491,8 @@ def run_show(
     for resolution in rows:
         rows[resolution] = ChannelSample.objects.filter(channel__receiver_id__in=ids, resolution=resolution).count()
     try:
-        size = table_bytes()
-    except CommandError:  # a database the size query does not know
+        size = HistoryService.table_bytes()
+    except ConfigurationError:  # a database the size query does not know
         size = free = None
     else:  # the show's share of the table (other channels' history may share it)
         share = sum(rows.values()) / max(1, ChannelSample.objects.count())

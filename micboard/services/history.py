@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from micboard.exceptions import ConfigurationError
@@ -267,6 +267,25 @@ class SampleRecorder:
 
 class HistoryService:
     """Writes, folds, prunes and reads channel samples."""
+
+    @staticmethod
+    def table_bytes() -> int:
+        """The samples table and its indexes, in bytes on disk (``manage.py history_size``, the show run).
+
+        Raises:
+            ConfigurationError: a database this cannot measure (SQLite and PostgreSQL only).
+        """
+        table = ChannelSample._meta.db_table
+        with connection.cursor() as cursor:
+            if connection.vendor == "sqlite":
+                names = [table, *(index.name for index in ChannelSample._meta.indexes)]
+                marks = ", ".join("%s" for _ in names)
+                cursor.execute(f"SELECT COALESCE(SUM(pgsize), 0) FROM dbstat WHERE name IN ({marks})", names)  # noqa: S608
+            elif connection.vendor == "postgresql":
+                cursor.execute("SELECT pg_total_relation_size(%s)", [table])
+            else:
+                raise ConfigurationError(f"cannot measure tables on {connection.vendor}")
+            return int(cursor.fetchone()[0])
 
     @staticmethod
     def write_samples(*, samples: Sequence[ChannelSample]) -> None:

@@ -14,8 +14,10 @@ from datetime import UTC, datetime, timedelta
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 
+from micboard.exceptions import ConfigurationError
 from micboard.models import Channel, ChannelSample
 from micboard.services import DeviceService
+from micboard.services.history import HistoryService
 from micboard.status import ChannelStatus
 
 HOUR = 3600
@@ -23,21 +25,6 @@ HOUR = 3600
 
 class _Rollback(Exception):
     pass
-
-
-def table_bytes() -> int:
-    """The samples table and its indexes, in bytes on disk."""
-    table = ChannelSample._meta.db_table
-    with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            names = [table, *(index.name for index in ChannelSample._meta.indexes)]
-            marks = ", ".join("%s" for _ in names)
-            cursor.execute(f"SELECT COALESCE(SUM(pgsize), 0) FROM dbstat WHERE name IN ({marks})", names)  # noqa: S608
-        elif connection.vendor == "postgresql":
-            cursor.execute("SELECT pg_total_relation_size(%s)", [table])
-        else:
-            raise CommandError(f"cannot measure tables on {connection.vendor}")
-        return int(cursor.fetchone()[0])
 
 
 def _rows(channels: list[Channel], start: datetime) -> list[ChannelSample]:
@@ -75,18 +62,20 @@ class Command(BaseCommand):
         result = {}
         try:
             with transaction.atomic():
-                before = table_bytes()
+                before = HistoryService.table_bytes()
                 made = [
                     DeviceService.create_receiver(name=f"history size {n}", model="AD4Q", host="127.0.0.1", port=1 + n)
                     for n in range(receivers)
                 ]
                 chans = list(Channel.objects.filter(receiver__in=made).order_by("pk"))[:channels]
                 ChannelSample.objects.bulk_create(_rows(chans, datetime(2026, 1, 1, tzinfo=UTC)), batch_size=2000)
-                result["bytes"] = table_bytes() - before
+                result["bytes"] = HistoryService.table_bytes() - before
                 result["rows"] = HOUR * len(chans)
                 raise _Rollback
         except _Rollback:
             pass
+        except ConfigurationError as exc:
+            raise CommandError(str(exc)) from exc
         per_row = result["bytes"] / result["rows"]
         per_hour = per_row * HOUR
         steady = per_row * (HOUR + 23 * 360 + 13 * 24 * 60)  # defaults: 1 h raw, 23 h at 10 s, 13 days at 60 s
